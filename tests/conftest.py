@@ -1,0 +1,77 @@
+"""Shared fixtures: real MariaDB servers, the real pt-osc, an isolated Airflow home.
+
+Airflow reads its configuration at import, so the environment is set here,
+before any test module imports airflow or shift_provider.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="shift-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+os.environ["AIRFLOW__CORE__PARALLELISM"] = "4"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+os.environ.setdefault("ENVIRONMENT", "development")
+
+import pytest  # noqa: E402
+
+from tests.support.mariadb import MariaDBServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def primary():
+    """A MariaDB primary shared by the session; tests isolate through their own database."""
+    server = MariaDBServer(server_id=1).start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def database(primary):
+    """A fresh database on the session primary, dropped afterwards."""
+    name = "t_" + uuid.uuid4().hex[:10]
+    primary.execute(f"CREATE DATABASE `{name}`")
+    yield name
+    primary.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture
+def cluster():
+    """A fresh primary with a replica replicating from it (for lag-sensitive tests)."""
+    primary = MariaDBServer(server_id=11).start()
+    replica = MariaDBServer(server_id=12).start()
+    replica.replicate_from(primary)
+    yield primary, replica
+    replica.destroy()
+    primary.destroy()
+
+
+@pytest.fixture(scope="session")
+def ptosc():
+    """The real pt-online-schema-change: (path, version string)."""
+    path = shutil.which("pt-online-schema-change")
+    assert path, "pt-online-schema-change is not installed; run `make bootstrap`"
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    return path, version.split()[-1]
+
+
+@pytest.fixture(scope="session")
+def airflow_home():
+    """An initialised Airflow metadata database (SQLite) for DAG tests."""
+    subprocess.run([str(REPO / ".venv/bin/airflow"), "db", "migrate"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    yield _AIRFLOW_HOME
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
