@@ -1,0 +1,202 @@
+"""Everything shift knows about pt-online-schema-change: argv, output, exit codes.
+
+Commands are argv lists (never a shell); credentials travel in a 0600 defaults
+file passed first, so no password is ever visible in /proc/<pid>/cmdline.
+Output parsing turns pt-osc's stderr lines into plain-value events that the
+copy operator pushes to XCom and the shift API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from shift_provider.codes import RunType
+from shift_provider.exceptions import MigrationStepError
+from shift_provider.models import Migration
+from shift_provider.settings import Settings
+from shift_provider.sql import parse_ddl, shadow_table_name
+
+# pt-osc 3.x exit codes (from the tool's own %exit_status table).
+EXIT_CODES = {
+    0: "no error",
+    1: "invalid parameters",
+    2: "unsupported MySQL version",
+    3: "minimum requirements not met",
+    4: "the table has no PRIMARY or UNIQUE key",
+    5: "invalid plugin file",
+    6: "invalid --alter-foreign-keys-method",
+    7: "invalid key size",
+    9: "cannot determine key size, not safe to ascend, or error altering the new table",
+    10: "error creating the new table",
+    11: "error altering the new table, or the table already has triggers",
+    12: "error creating triggers",
+    13: "error restoring triggers",
+    14: "error swapping tables",
+    15: "error updating foreign keys",
+    16: "error dropping the old table",
+    17: "unsupported operation",
+    18: "MySQL connection error",
+    19: "lost the MySQL connection",
+    255: "the tool died",
+}
+
+# The Go runner's flags, kept as shift users know them.
+MAX_LOAD = "Threads_running=125"
+TRIES = "create_triggers:200:1,copy_rows:10000:1"
+SET_VARS = "wait_timeout=600,lock_wait_timeout=1"
+
+
+class Mode(str, Enum):
+    DRY_RUN = "dry-run"
+    EXECUTE = "execute"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A pt-osc invocation: the argv (secret-free: credentials are in the defaults file)."""
+
+    argv: list[str]
+    new_table: str
+
+
+def alter_clause(migration: Migration) -> str:
+    """The ALTER clause pt-osc wants, refused when the DDL changes another table."""
+    try:
+        parsed = parse_ddl(migration.ddl_statement)
+    except ValueError as exc:
+        raise MigrationStepError(f"ddl_statement cannot be run: {exc}") from None
+    if parsed.alter_clause is None:
+        raise MigrationStepError("ddl_statement is not an ALTER TABLE; pt-osc only runs ALTERs")
+    if parsed.table != migration.table:
+        raise MigrationStepError(
+            f"ddl_statement alters table {parsed.table!r} but the migration is for table {migration.table!r}"
+        )
+    return parsed.alter_clause
+
+
+def checked_config_path(config_path: str, settings: Settings) -> str:
+    """A custom_options config_path must be an existing file inside an allowed directory."""
+    real = os.path.realpath(config_path)
+    allowed = [os.path.realpath(d) for d in settings.allowed_config_dirs]
+    if not any(real.startswith(d.rstrip("/") + "/") for d in allowed):
+        raise MigrationStepError(
+            f"config_path {config_path!r} is outside the allowed directories {settings.allowed_config_dirs}"
+        )
+    if not os.path.isfile(real):
+        raise MigrationStepError(f"config_path {config_path!r} does not exist")
+    return real
+
+
+def dsn(migration: Migration, defaults_file: Path) -> str:
+    """h=,P=,D=,t= plus F= (the defaults file), which pt-osc honours wherever it stands."""
+    for value in (migration.host, migration.database, migration.table, str(defaults_file)):
+        if "," in value or "=" in value:
+            raise MigrationStepError(f"{value!r} cannot be passed in a pt-osc DSN (contains ',' or '=')")
+    return f"F={defaults_file},h={migration.host},P={migration.port},D={migration.database},t={migration.table}"
+
+
+def build_command(migration: Migration, settings: Settings, defaults_file: Path, mode: Mode,
+                  progress_interval: int = 5, extra_args: list[str] | None = None) -> Command:
+    """The argv for a dry run or for the copy that stops before the swap."""
+    options = migration.custom_options
+    new_table = shadow_table_name(migration.table)
+    argv = [settings.pt_osc_path]
+    if options.config_path:
+        # --config must be the first option; the defaults file then rides in the DSN (F=).
+        argv.append(f"--config={checked_config_path(options.config_path, settings)}")
+    else:
+        argv.append(f"--defaults-file={defaults_file}")
+        argv += [
+            f"--max-load={MAX_LOAD}",
+            f"--critical-load=Threads_running={options.max_threads_running}",
+            f"--max-lag={options.max_replication_lag}",
+            f"--tries={TRIES}",
+            f"--set-vars={SET_VARS}",
+        ]
+    argv += ["--alter", alter_clause(migration)]
+    if options.recursion_method:
+        argv.append(f"--recursion-method={options.recursion_method}")
+    if migration.runtype == RunType.NOCHECKALTER:
+        argv.append("--nocheck-alter")
+    if mode == Mode.DRY_RUN:
+        argv.append("--dry-run")
+    else:
+        argv += [
+            "--execute", "--no-swap-tables", "--no-drop-new-table", "--no-drop-triggers",
+            f"--new-table-name={new_table}", f"--progress=time,{int(progress_interval)}",
+        ]
+    argv += list(settings.ptosc_extra_args) + list(extra_args or [])
+    argv.append(dsn(migration, defaults_file))
+    return Command(argv=argv, new_table=new_table)
+
+
+def version(pt_osc_path: str) -> str:
+    """pt-osc's version string, e.g. '3.2.1'."""
+    out = subprocess.run([pt_osc_path, "--version"], capture_output=True, text=True, timeout=60).stdout
+    return out.strip().split()[-1] if out.strip() else "unknown"
+
+
+# --- output parsing -------------------------------------------------------
+
+_PROGRESS = re.compile(r"^Copying `(?P<db>(?:[^`]|``)+)`\.`(?P<table>(?:[^`]|``)+)`:\s+(?P<pct>\d+)% (?P<eta>\S+) remain")
+_ETA = re.compile(r"^(?:(?P<d>\d+)\+)?(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$")
+_WAITING = (
+    re.compile(r"^Replica lag is (?P<lag>\S+) seconds on (?P<host>.+?)\.\s+Waiting\.$"),
+    re.compile(r"^\(\d\) Replica '(?P<host>.+)' is stopped\.\s+Waiting\.$"),
+    re.compile(r"^Pausing because (?P<what>.+?)\.?$"),
+    re.compile(r"^Waiting forever for new table"),
+    re.compile(r"^Waiting for "),
+)
+
+
+class EventKind(str, Enum):
+    PROGRESS = "progress"
+    WAITING = "waiting"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class OutputEvent:
+    """One line of pt-osc output, classified; progress carries percent and ETA seconds."""
+
+    kind: EventKind
+    line: str
+    percent: int | None = None
+    eta_seconds: int | None = None
+
+
+def eta_to_seconds(text: str) -> int | None:
+    """'MM:SS', 'HH:MM:SS' or 'D+HH:MM:SS' to seconds."""
+    match = _ETA.match(text)
+    if not match:
+        return None
+    parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
+    return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+
+
+def parse_line(line: str) -> OutputEvent:
+    text = line.rstrip("\n")
+    match = _PROGRESS.match(text)
+    if match:
+        return OutputEvent(EventKind.PROGRESS, text, int(match["pct"]), eta_to_seconds(match["eta"]))
+    if any(p.match(text) for p in _WAITING):
+        return OutputEvent(EventKind.WAITING, text)
+    return OutputEvent(EventKind.OTHER, text)
+
+
+def failure_message(exit_code: int, stderr_tail: list[str]) -> str:
+    """The tool's own words first, then what the exit code means."""
+    meaning = EXIT_CODES.get(exit_code, "unknown error")
+    lines = [line for line in stderr_tail if line.strip() and parse_line(line).kind == EventKind.OTHER]
+    tool_says = " ".join(lines[-5:]).strip()
+    return f"pt-online-schema-change exited {exit_code} ({meaning})" + (f": {tool_says}" if tool_says else "")
+
+
+def is_clean_stderr_end(last_line: str | None) -> bool:
+    """A run whose stderr ends on anything but progress/waiting lines is a failure, whatever the exit code."""
+    return last_line is None or parse_line(last_line).kind != EventKind.OTHER

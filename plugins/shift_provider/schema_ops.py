@@ -1,0 +1,101 @@
+"""Small, quoted, idempotent operations on a cluster's schema that several steps share.
+
+Each function takes a ShiftClusterHook (any DbApiHook works) and builds its SQL
+from quoted identifiers only; the user's DDL and final insert never pass here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from shift_provider.exceptions import MigrationStepError
+from shift_provider.settings import Settings
+from shift_provider.sql import qualified, quote_ident, timestamped_name
+
+PTOSC_TRIGGER_PREFIX = "pt_osc_"
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """information_schema's view of a table, as shift stores it (*_start / *_end)."""
+
+    table_rows: int
+    table_size: int  # DATA_LENGTH
+    index_size: int  # INDEX_LENGTH
+
+    def as_update(self, suffix: str) -> dict[str, str]:
+        return {f"table_rows_{suffix}": str(self.table_rows), f"table_size_{suffix}": str(self.table_size),
+                f"index_size_{suffix}": str(self.index_size)}
+
+
+def object_type(hook, database: str, name: str) -> str | None:
+    """'BASE TABLE', 'VIEW', or None when nothing of that name exists."""
+    row = hook.get_first(
+        "SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        parameters=(database, name),
+    )
+    return row[0] if row else None
+
+
+def table_exists(hook, database: str, table: str) -> bool:
+    return object_type(hook, database, table) == "BASE TABLE"
+
+
+def database_exists(hook, database: str) -> bool:
+    return hook.get_first("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                          parameters=(database,)) is not None
+
+
+def table_stats(hook, database: str, table: str) -> TableStats:
+    row = hook.get_first(
+        "SELECT TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND TABLE_TYPE = 'BASE TABLE'",
+        parameters=(database, table),
+    )
+    if row is None:
+        raise MigrationStepError(f"table `{database}`.`{table}` does not exist")
+    return TableStats(int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+
+def triggers_on(hook, database: str, table: str) -> list[str]:
+    rows = hook.get_records(
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+        "WHERE TRIGGER_SCHEMA = %s AND EVENT_OBJECT_TABLE = %s ORDER BY TRIGGER_NAME",
+        parameters=(database, table),
+    )
+    return [r[0] for r in rows]
+
+
+def ptosc_triggers(hook, database: str, table: str) -> list[str]:
+    """The triggers pt-osc left on a table (named pt_osc_<db>_<table>_ins/upd/del)."""
+    return [name for name in triggers_on(hook, database, table) if name.startswith(PTOSC_TRIGGER_PREFIX)]
+
+
+def drop_triggers(hook, database: str, names: list[str]) -> None:
+    for name in names:
+        hook.run(f"DROP TRIGGER IF EXISTS {qualified(database, name)}")
+
+
+def ensure_database(hook, database: str) -> None:
+    hook.run(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}")
+
+
+def trash_database(settings: Settings, database: str) -> str:
+    """The pending-drops database for a migration (empty setting = its own database)."""
+    return settings.pending_drops_db or database
+
+
+def retire_table(hook, settings: Settings, database: str, table: str, now: datetime | None = None) -> str:
+    """Move a table to pending drops under a timestamped name, or drop it when trash is off.
+
+    Returns where it went (``db.name``) or ``"dropped"``, for the log.
+    """
+    if not settings.enable_trash:
+        hook.run(f"DROP TABLE IF EXISTS {qualified(database, table)}")
+        return "dropped"
+    target_db = trash_database(settings, database)
+    ensure_database(hook, target_db)
+    target = timestamped_name(table, now)
+    hook.run(f"RENAME TABLE {qualified(database, table)} TO {qualified(target_db, target)}")
+    return f"{target_db}.{target}"

@@ -1,0 +1,44 @@
+"""Run DAGs through Airflow itself (``dag.test()``) and read back what they left.
+
+The DAGs come from the configured DAGs folder (set up in conftest), because
+``dag.test()`` only runs DAGs Airflow has serialized from there.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+
+@lru_cache(maxsize=1)
+def dag_bag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    assert not bag.import_errors, f"DAG import errors: {bag.import_errors}"
+    return bag
+
+
+def run_dag(dag_id: str, conf: dict[str, Any] | None = None):
+    """Run one DAG run in process; returns the finished DagRun."""
+    dag = dag_bag().get_dag(dag_id)
+    assert dag is not None, f"no DAG {dag_id!r} in {os.environ['AIRFLOW__CORE__DAGS_FOLDER']}"
+    return dag.test(run_conf=conf or {})
+
+
+def task_states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def xcoms(dag_run) -> dict[str, dict[str, Any]]:
+    """{task_id: {key: value}} of one run."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    result: dict[str, dict[str, Any]] = {}
+    with create_session() as session:
+        for row in session.query(XComModel).filter(XComModel.dag_id == dag_run.dag_id,
+                                                   XComModel.run_id == dag_run.run_id):
+            result.setdefault(row.task_id, {})[row.key] = XComModel.deserialize_value(row)
+    return result
