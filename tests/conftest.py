@@ -81,3 +81,32 @@ def airflow_home():
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def shift_settings(tmp_path, monkeypatch):
+    """Write a settings YAML for the test servers and point SHIFT_CONFIG at it.
+
+    Call it with overrides: ``settings = shift_settings(enable_trash=False)``.
+    """
+    import yaml
+
+    from shift_provider.settings import get_settings
+    from tests.support.mariadb import TEST_PASSWORD, TEST_USER
+
+    def make(**overrides):
+        data = {
+            "mysql_user": TEST_USER, "mysql_password": TEST_PASSWORD,
+            "log_dir": str(tmp_path / "shift-logs"), "stop_file_path": str(tmp_path / "stop"),
+            "pending_drops_db": "_pending_drops", "enable_trash": True,
+            "log_sync_interval": 1, "state_sync_interval": 1, "progress_interval": 1,
+            "control_poll_interval": 0.5, "staged_poll_interval": 0.5,
+            "allowed_config_dirs": [str(tmp_path / "ptosc-configs")],
+        }
+        data.update(overrides)
+        path = tmp_path / f"settings-{len(list(tmp_path.glob('settings-*.yaml')))}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        monkeypatch.setenv("SHIFT_CONFIG", str(path))
+        return get_settings()
+
+    return make
