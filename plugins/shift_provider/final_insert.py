@@ -1,0 +1,99 @@
+"""The migration's final insert: checked in prepare, run exactly once after the change.
+
+Exactly once even across retries and dead workers: the insert commits in the
+same transaction as a marker row keyed by the migration id in a bookkeeping
+table on the cluster, so a re-run sees the marker and skips.
+"""
+
+from __future__ import annotations
+
+import re
+
+from shift_provider.exceptions import MigrationStepError
+from shift_provider.sql import has_comment, has_statement_separator, qualified, quote_ident
+
+BOOKKEEPING_DB = "_shift_runner"
+MARKER_TABLE = "final_inserts"
+_SHAPE = re.compile(r"^\s*INSERT\s+(?:IGNORE\s+)?INTO\s", re.IGNORECASE)
+
+
+def check_shape(sql: str) -> str:
+    """Must look like ``INSERT INTO ...`` and hold one statement with no ';'."""
+    text = sql.strip()
+    if ";" in text:
+        raise MigrationStepError("final_insert must not contain ';' (one INSERT statement only)")
+    if not _SHAPE.match(text):
+        raise MigrationStepError(f"final_insert must be an INSERT INTO statement, got {text[:60]!r}")
+    try:
+        if has_statement_separator(text) or has_comment(text):
+            raise MigrationStepError("final_insert must be a single INSERT statement without comments")
+    except ValueError as exc:
+        raise MigrationStepError(f"final_insert cannot be parsed: {exc}") from None
+    return text
+
+
+def try_in_rolled_back_transaction(hook, sql: str) -> None:
+    """Run the insert inside a transaction and roll it back: proves it would succeed now."""
+    text = check_shape(sql)
+    conn = hook.get_conn()
+    try:
+        conn.autocommit(False)
+        with conn.cursor() as cur:
+            try:
+                cur.execute(text)
+            except Exception as exc:
+                raise MigrationStepError(f"final_insert fails on the database: {exc}") from None
+            finally:
+                conn.rollback()
+    finally:
+        conn.close()
+
+
+def _ensure_marker_table(cur) -> None:
+    cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(BOOKKEEPING_DB)}")
+    cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {qualified(BOOKKEEPING_DB, MARKER_TABLE)} ("
+        " migration_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,"
+        " done_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP) ENGINE=InnoDB"
+    )
+
+
+def already_ran(hook, migration_id: int) -> bool:
+    conn = hook.get_conn()
+    try:
+        with conn.cursor() as cur:
+            _ensure_marker_table(cur)
+            cur.execute(f"SELECT 1 FROM {qualified(BOOKKEEPING_DB, MARKER_TABLE)} WHERE migration_id = %s",
+                        (migration_id,))
+            return cur.fetchone() is not None
+    finally:
+        conn.close()
+
+
+def run_once(hook, migration_id: int, sql: str | None) -> str:
+    """Run the final insert unless its marker says it ran; returns what happened, for the log."""
+    if not sql:
+        return "no final insert"
+    text = check_shape(sql)
+    conn = hook.get_conn()
+    try:
+        with conn.cursor() as cur:
+            _ensure_marker_table(cur)
+        conn.autocommit(False)
+        with conn.cursor() as cur:
+            # The marker insert takes the row lock first: a concurrent runner waits, then fails on the key.
+            cur.execute(f"INSERT IGNORE INTO {qualified(BOOKKEEPING_DB, MARKER_TABLE)} (migration_id) VALUES (%s)",
+                        (migration_id,))
+            if cur.rowcount == 0:
+                conn.rollback()
+                return "final insert already ran (marker found); not run again"
+            try:
+                cur.execute(text)
+                inserted = cur.rowcount
+            except Exception as exc:
+                conn.rollback()
+                raise MigrationStepError(f"final_insert failed: {exc}") from None
+        conn.commit()
+        return f"final insert ran: {inserted} row(s)"
+    finally:
+        conn.close()
