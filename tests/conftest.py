@@ -110,3 +110,26 @@ def shift_settings(tmp_path, monkeypatch):
         return get_settings()
 
     return make
+
+
+@pytest.fixture
+def shift_api(primary):
+    """A real ``shift-api-server`` with cluster ``primary`` -> the session MariaDB primary.
+
+    Yields a ``tests.support.shift_api.ShiftApiServer`` (``.url``, ``.create()``, ``.human()``,
+    ``.machine()``, ``.migration()``); ``AIRFLOW_CONN_SHIFT_API`` points at it meanwhile, so
+    ``ShiftApiHook()`` finds it.
+    """
+    from tests.support.shift_api import ShiftApiServer
+
+    server = ShiftApiServer({"primary": (primary.host, primary.port)}).start()
+    previous = os.environ.get("AIRFLOW_CONN_SHIFT_API")
+    os.environ["AIRFLOW_CONN_SHIFT_API"] = server.url
+    try:
+        yield server
+    finally:
+        if previous is None:
+            os.environ.pop("AIRFLOW_CONN_SHIFT_API", None)
+        else:
+            os.environ["AIRFLOW_CONN_SHIFT_API"] = previous
+        server.stop()
