@@ -196,7 +196,8 @@ class Store:
         if status in (Status.PAUSED, Status.ERROR):
             return ["resume", "cancel"]
         if status == Status.ENQUEUED:
-            return ["dequeue", "delete"]
+            # Rails lists dequeue/delete; start is what its queue does, so a client may do it too
+            return ["dequeue", "start", "delete"]
         return []
 
     def get(self, migration_id: Any) -> dict[str, Any]:
