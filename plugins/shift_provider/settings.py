@@ -58,9 +58,8 @@ class Settings(BaseModel):
     staged_poll_interval: float = Field(default=5.0, gt=0)
     progress_interval: int = Field(default=5, ge=1)
     control_poll_interval: float = Field(default=2.0, gt=0)
-    copy_pool_prefix: str = "shift_copy"
-    global_pool: str = "shift_migrations"
-    global_pool_slots: int = Field(default=4, ge=1)
+    clusters: list[str] = Field(default_factory=list)  # each gets its own copy task: one copy per cluster
+    copy_pool: str = "shift_copy"  # the global cap on copies running at once
     allowed_config_dirs: list[str] = Field(default_factory=lambda: ["/etc/shift/pt-osc"])
     prefer_instant_ddl: bool = True
     rename_lock_wait_timeout: int = Field(default=3, ge=1)

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
 
-from shift_provider.codes import Status
+from shift_provider.codes import MACHINE_STATUSES, Status
 from shift_provider.exceptions import MalformedMigrationError, MigrationStepError
 from shift_provider.hooks.cluster import ShiftClusterHook, apply_overrides
 from shift_provider.models import Migration
@@ -75,10 +75,10 @@ class ShiftMigrationOperator(BaseOperator):
         except MalformedMigrationError as exc:
             self._fail_unparsed(exc)
             raise AirflowFailException(str(exc)) from None
+        context["ti"].xcom_push(key="migration_id", value=migration.id)
         self.log.info("shift migration %s: `%s`.`%s` on %s:%s, status %s (%d)", migration.id, migration.database,
                       migration.table, migration.host, migration.port, migration.status.name.lower(),
                       migration.status)
-        context["ti"].xcom_push(key="migration_id", value=migration.id)
         try:
             return self.run_step(context, migration)
         except PERMANENT_ERRORS as exc:
@@ -89,16 +89,16 @@ class ShiftMigrationOperator(BaseOperator):
             self.report_failure(migration, exc, final=final)
             raise
 
-    def failure_outcome(self, migration: Migration) -> Outcome:
-        return rule_for(migration).on_failure
-
     def report_failure(self, migration: Migration, exc: BaseException, *, final: bool) -> None:
         """On the last try, fail (or error) the migration once, unless shift already moved it."""
         if not final:
             self.log.warning("step failed, Airflow will retry: %s", exc)
             return
         message = f"{type(exc).__name__}: {exc}"[:2000] if not isinstance(exc, AirflowFailException) else str(exc)
-        outcome = self.failure_outcome(migration)
+        if migration.status not in MACHINE_STATUSES:
+            self.log.error("not reporting to shift: status %s is a human's to move", migration.status.name.lower())
+            return
+        outcome = rule_for(migration).on_failure
         try:
             current = self.api.get_migration(migration.id)
         except Exception as api_exc:  # the API itself is down: nothing more we can do here
@@ -116,10 +116,18 @@ class ShiftMigrationOperator(BaseOperator):
             self.api.fail(migration.id, message)
 
     def _fail_unparsed(self, exc: MalformedMigrationError) -> None:
-        if not isinstance(exc.migration_id, int) or exc.migration_id <= 0:
-            self.log.error("malformed migration without a usable id: %s", exc)
-            return
-        try:
-            self.api.fail(exc.migration_id, str(exc))
-        except Exception as api_exc:
-            self.log.error("could not fail malformed migration %s: %s", exc.migration_id, api_exc)
+        # The claim task fails malformed migrations it unstaged; a conf that reaches a
+        # step malformed came from a hand-made run, and the runner never touches a
+        # migration it did not claim: the task fails, shift is left alone.
+        self.log.error("the DAG run conf is not a valid migration; shift is not told: %s", exc)
+
+
+class RejectMigrationOperator(ShiftMigrationOperator):
+    """The branch for a conf no step may act on (malformed, or a human's status)."""
+
+    ui_color = "#fee2e2"
+
+    def run_step(self, context: Any, migration: Migration) -> Any:
+        raise AirflowFailException(
+            f"migration {migration.id} at status {migration.status.name.lower()} is not the runner's to act on"
+        )

@@ -1,0 +1,86 @@
+"""Claim staged migrations (unstage) and name the shift_migration runs to start.
+
+The runner never acts on a migration it did not unstage itself: a stolen claim is
+skipped; a malformed payload is claimed, then failed through the API with the
+validation message, and the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import BaseOperator
+
+from shift_provider.exceptions import MalformedMigrationError, MigrationStepError
+from shift_provider.models import Migration
+from shift_provider.settings import get_settings
+from shift_provider.state_machine import step_for
+
+
+def migration_run_id(migration: Migration, now: datetime | None = None) -> str:
+    """``mig-<id>-<step>-<time>``: readable in the Airflow UI's run list."""
+    now = now or datetime.now(timezone.utc)
+    return f"mig-{migration.id}-{step_for(migration).value}-{now.strftime('%Y%m%dT%H%M%S%f')[:-3]}"
+
+
+class ClaimMigrationsOperator(BaseOperator):
+    """Unstage each staged migration; return TriggerDagRunOperator kwargs for those we own."""
+
+    template_fields: Sequence[str] = ()
+
+    def __init__(self, *, staged: Any, shift_api_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.staged = staged
+        self.shift_api_conn_id = shift_api_conn_id
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        from shift_provider.hooks.shift_api import ShiftApiHook
+
+        settings = get_settings()
+        if settings.stop_requested:
+            self.log.warning("stop file %s exists: claiming nothing", settings.stop_file_path)
+            return []
+        api = ShiftApiHook(self.shift_api_conn_id or settings.api_conn_id, settings=settings)
+        runs = []
+        for payload in self.staged or []:
+            run = self._claim_one(api, payload)
+            if run is not None:
+                runs.append(run)
+        self.log.info("claimed %d migration(s): %s", len(runs), [r["trigger_run_id"] for r in runs])
+        return runs
+
+    def _claim_one(self, api, payload: Any) -> dict[str, Any] | None:
+        migration_id = payload.get("id") if isinstance(payload, dict) else None
+        if isinstance(migration_id, bool) or not isinstance(migration_id, int) or migration_id <= 0:
+            self.log.error("staged entry without a usable id, left alone: %.500r", payload)
+            return None
+        claim = api.unstage(migration_id)
+        if claim.stolen:
+            self.log.info("migration %s was claimed by another runner; skipping", migration_id)
+            return None
+        conf = payload
+        if isinstance(claim.payload, dict) and claim.payload.get("status") != payload.get("status"):
+            self.log.warning("migration %s moved from status %s to %s since it was listed; using the claim",
+                             migration_id, payload.get("status"), claim.payload.get("status"))
+            conf = claim.payload
+        try:
+            migration = Migration.from_payload(conf)
+            run_id = migration_run_id(migration)
+        except (MalformedMigrationError, MigrationStepError) as exc:
+            self.log.error("failing migration %s: %s", migration_id, exc)
+            api.fail(migration_id, str(exc))
+            return None
+        return {"trigger_run_id": run_id, "conf": conf}
+
+
+class TriggerMigrationRunOperator(TriggerDagRunOperator):
+    """TriggerDagRunOperator that never renders the conf as a template.
+
+    The conf is a user's migration: a ``{{`` in its DDL or final insert must reach
+    the database as written, not be evaluated by Jinja.
+    """
+
+    template_fields: Sequence[str] = ("trigger_dag_id", "trigger_run_id")
