@@ -1,0 +1,66 @@
+"""Step 9 (canceled): stop the copy if one runs, then remove everything it left.
+
+pt-osc's triggers go first (so writes stop reaching the shadow table), then the
+shadow table moves to pending drops (or is dropped when trash is off). Each
+sub-step checks the database before acting, so a retry or a second run is harmless,
+and a cancel with no copy ever run has nothing to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shift_provider import schema_ops
+from shift_provider.codes import Status
+from shift_provider.exceptions import MigrationStepError
+from shift_provider.models import Migration
+from shift_provider.operators.base import ShiftMigrationOperator
+from shift_provider.operators.pause import wait_for_copy_release
+from shift_provider.sql import shadow_table_name
+from shift_provider.state_file import save_state
+
+
+class CancelOperator(ShiftMigrationOperator):
+    """Status 9 claimed: wait for a running copy to stop, drop pt-osc's triggers, retire the shadow table.
+
+    :param release_timeout: seconds to wait for a running copy to stop before failing this try.
+    """
+
+    ui_color = "#fee2e2"
+
+    def __init__(self, *, release_timeout: float = 60.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.release_timeout = release_timeout
+
+    def run_step(self, context: Any, migration: Migration) -> Any:
+        if migration.status != Status.CANCELED:
+            raise MigrationStepError(f"migration {migration.id} is at {migration.status.name.lower()}, not canceled")
+        state = wait_for_copy_release(self, migration.id, self.release_timeout)
+        state.database, state.table = migration.database, migration.table
+        new_table = state.new_table or shadow_table_name(migration.table)
+        hook = self.cluster(migration)
+
+        # Triggers first: with them gone, no write reaches the shadow table any more.
+        triggers = schema_ops.ptosc_triggers(hook, migration.database, migration.table)
+        if triggers:
+            schema_ops.drop_triggers(hook, migration.database, triggers)
+            self.log.info("dropped pt-osc triggers %s on `%s`.`%s`", triggers, migration.database, migration.table)
+        else:
+            self.log.info("no pt-osc triggers on `%s`.`%s`", migration.database, migration.table)
+        state.triggers = []
+        state.mark("cancel_triggers_dropped")
+
+        # The shadow table holds a partial copy nobody will use: pending drops (or dropped).
+        if schema_ops.table_exists(hook, migration.database, new_table):
+            where = schema_ops.retire_table(hook, self.settings, migration.database, new_table)
+            state.retired_to = where
+            self.log.info("shadow table `%s`.`%s` -> %s", migration.database, new_table, where)
+        else:
+            self.log.info("no shadow table `%s`.`%s`", migration.database, new_table)
+        state.mark("cancel_shadow_retired")
+        if state.copy_status == "running":
+            state.copy_status = "stopped"
+        save_state(self.api, state)
+        self.log.info("migration %s canceled and cleaned up: nothing of the copy is left on `%s`.`%s`",
+                      migration.id, migration.database, migration.table)
+        return {"outcome": "canceled", "triggers_dropped": triggers, "shadow_table": state.retired_to or None}

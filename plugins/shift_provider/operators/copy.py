@@ -1,0 +1,436 @@
+"""Step 3 of a long ALTER: pt-osc copies the rows and stops before the swap.
+
+The copy leaves the shadow table ``_<table>_new`` and pt-osc's triggers in place for
+the rename step. While pt-osc runs, this task streams its output (task log, local
+file, shift log), publishes progress (XCom and the API), keeps the state document
+current, and watches shift: a pause (11), a cancel (9) or the stop file stops pt-osc.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from shift_provider import ptosc, schema_ops
+from shift_provider.codes import Status
+from shift_provider.exceptions import MigrationStepError, PtOscError
+from shift_provider.log_shipper import LOG_FILE_NAME, LogShipper
+from shift_provider.models import Migration
+from shift_provider.operators.base import ShiftMigrationOperator
+from shift_provider.ptosc_process import ChildProcess, OutputLine
+from shift_provider.sql import qualified, shadow_table_name
+from shift_provider.state_file import MigrationState, load_state, save_state
+
+# XCom keys a DBA (or the UI) reads while the copy runs.
+XCOM_PERCENTAGE = "copy_percentage"
+XCOM_ETA = "eta_seconds"
+XCOM_LINE = "progress_line"
+XCOM_WAITING = "waiting_reason"  # the current reason pt-osc waits; None once it copies again
+XCOM_LAST_WAITING = "last_waiting_reason"  # the latest reason ever seen in this run
+XCOM_HISTORY = "copy_progress_history"  # each distinct percentage, in order (at most 101 values)
+XCOM_OUTCOME = "copy_outcome"
+
+PUBLISH_INTERVAL = 1.0  # XCom and API progress at most once per second
+_END = object()
+STOPPING_STATUSES = {Status.PAUSING: "paused", Status.CANCELED: "canceled"}
+
+
+@dataclass
+class CopyResult:
+    exit_code: int | None
+    stop_reason: str | None  # paused | canceled | stop_file | killed | None
+    last_stderr: str | None
+    stderr_tail: list[str]
+
+
+class CopyOperator(ShiftMigrationOperator):
+    """Run pt-osc ``--execute`` up to (not including) the swap, then move shift to 4 (awaiting rename).
+
+    :param stop_grace_seconds: after TERM, how long pt-osc may take to exit before KILL.
+    """
+
+    ui_color = "#fde68a"
+
+    def __init__(self, *, stop_grace_seconds: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stop_grace_seconds = stop_grace_seconds
+        self._copy: CopyRun | None = None
+
+    def run_step(self, context: Any, migration: Migration) -> Any:
+        if not migration.uses_ptosc:
+            raise MigrationStepError(f"migration {migration.id} is not a pt-osc ALTER; the copy step does not apply")
+        self._copy = CopyRun(self, context, migration)
+        return self._copy.run()
+
+    def on_kill(self) -> None:
+        """SIGTERM (mark failed, timeout): kill pt-osc's whole group, hand the migration back."""
+        if self._copy is not None:
+            self._copy.kill()
+
+    def report_failure(self, migration: Migration, exc: BaseException, *, final: bool) -> None:
+        # A killed or stopped copy already told shift (offer) what happened; never also error it.
+        if self._copy is not None and self._copy.handed_back:
+            self.log.warning("not reporting %s: the copy was already handed back to shift", exc)
+            return
+        super().report_failure(migration, exc, final=final)
+
+
+class CopyRun:
+    """One attempt of the copy; its methods are the named sub-steps, in order."""
+
+    def __init__(self, operator: CopyOperator, context: Any, migration: Migration) -> None:
+        self.op = operator
+        self.log = operator.log
+        self.ti = context["ti"]
+        self.migration = migration
+        self.settings = operator.settings
+        self.api = operator.api
+        from shift_provider.hooks.shift_api import ShiftApiHook
+
+        # Periodic calls (progress, log and state sync, control polls) must not stall the copy
+        # for a minute when shift is slow: few, short retries; they are repeated anyway.
+        self.quick_api = ShiftApiHook(operator.shift_api_conn_id or self.settings.api_conn_id, retry_limit=2,
+                                      retry_delay=0.5, max_retry_seconds=5, timeout=10, settings=self.settings)
+        self.hook = operator.cluster(migration)
+        self.state = MigrationState(migration_id=migration.id)
+        self.shipper: LogShipper | None = None
+        self.process: ChildProcess | None = None
+        self.stop_reason: str | None = None
+        self.handed_back = False
+        self._kill_requested = False
+        self._killed_finalized = False
+        self._busy = True  # False only while waiting for pt-osc output: on_kill may then act at once
+        self._percent: int | None = None
+        self._eta: int | None = None
+        self._progress_line: str | None = None
+        self._waiting: str | None = None
+        self._last_waiting: str | None = None
+        self._history: list[int] = []
+        self._dirty_progress = False
+        self._sent_api_percent: int | None = None
+        now = time.monotonic()
+        self._next_publish = now
+        self._next_control = now + self.settings.control_poll_interval
+        self._next_state = now + self.settings.state_sync_interval
+
+    # -- the step ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        m = self.migration
+        if not self.still_copy_in_progress():
+            return {"outcome": "not_copying"}
+        self.pin_run_host()
+        try:
+            self.open_log()
+            self.load_state()
+            self.refuse_foreign_triggers()
+            self.clean_earlier_attempt()
+            with self.hook.defaults_file() as defaults_file:
+                command = ptosc.build_command(m, self.settings, defaults_file, ptosc.Mode.EXECUTE,
+                                              progress_interval=self.settings.progress_interval)
+                self.record_start(command)
+                result = self.run_ptosc(command)
+            return self.conclude(result)
+        finally:
+            self.finish()
+
+    def still_copy_in_progress(self) -> bool:
+        """A pause or cancel may have landed between the claim and now: then there is nothing to copy."""
+        current = self.api.get_migration(self.migration.id)
+        if current.status != Status.COPY_IN_PROGRESS:
+            self.log.warning("migration %s is now at %s (%d), not copy in progress: not starting pt-osc",
+                             self.migration.id, current.status.name.lower(), current.status)
+            self.ti.xcom_push(key=XCOM_OUTCOME, value="not_copying")
+            return False
+        return True
+
+    def pin_run_host(self) -> None:
+        """shift shows (and a pause waits for) the host the copy runs on."""
+        host = socket.gethostname()
+        self.api.update(self.migration.id, run_host=host)
+        self.log.info("pinned run_host=%s", host)
+
+    def open_log(self) -> None:
+        path = self.settings.migration_log_dir(self.migration.id) / LOG_FILE_NAME
+        self.shipper = LogShipper(path, lambda text: self.quick_api.append_to_file(self.migration.id, text),
+                                  sync_interval=self.settings.log_sync_interval, task_log=self.log).open()
+        self.log.info("pt-osc output goes to %s and to the shift log every %ss", path, self.settings.log_sync_interval)
+
+    def load_state(self) -> None:
+        m = self.migration
+        self.state = load_state(self.api, m.id)
+        self.state.database, self.state.table = m.database, m.table
+        self.state.new_table = shadow_table_name(m.table)
+
+    def refuse_foreign_triggers(self) -> None:
+        """pt-osc 3.2.1 exits 11 on a table with triggers; only pt-osc's own can be cleaned up."""
+        m = self.migration
+        foreign = [t for t in schema_ops.triggers_on(self.hook, m.database, m.table)
+                   if not t.startswith(schema_ops.PTOSC_TRIGGER_PREFIX)]
+        if foreign:
+            raise MigrationStepError(
+                f"table `{m.database}`.`{m.table}` has triggers {foreign}; pt-online-schema-change 3.2.1 "
+                "cannot copy a table that has triggers of its own")
+
+    def clean_earlier_attempt(self) -> None:
+        """A resumed copy (after pause, error or a dead worker) starts again from scratch.
+
+        pt-osc 3.2.1 has no --resume, the shadow table holds only a partial copy, and a
+        second run on a table still carrying the earlier triggers exits 11. Triggers go
+        first, so writes stop reaching the shadow table before it is dropped.
+        """
+        m, new_table = self.migration, self.state.new_table
+        triggers = schema_ops.ptosc_triggers(self.hook, m.database, m.table)
+        shadow = schema_ops.table_exists(self.hook, m.database, new_table)
+        if not triggers and not shadow:
+            return
+        self.note(f"an earlier copy attempt left triggers {triggers} and "
+                  f"{'the' if shadow else 'no'} shadow table `{new_table}`: pt-osc {self.state.ptosc_version or ''}"
+                  " has no --resume and the shadow table holds only a partial copy, so dropping them "
+                  "and copying again from the start")
+        schema_ops.drop_triggers(self.hook, m.database, triggers)
+        if shadow:
+            self.hook.run(f"DROP TABLE IF EXISTS {qualified(m.database, new_table)}")
+        self.note(f"dropped triggers {triggers}" + (f" and shadow table `{new_table}`" if shadow else ""))
+
+    def record_start(self, command: ptosc.Command) -> None:
+        s = self.state
+        s.new_table = command.new_table
+        s.ptosc_version = ptosc.version(self.settings.pt_osc_path)
+        s.ptosc_args = list(command.argv)  # secret-free: credentials are in the defaults file
+        s.copy_status = "running"
+        s.copy_percentage = 0
+        s.rows_copied = None
+        s.triggers = []
+        s.copy_attempts += 1
+        save_state(self.api, s)
+        self.note(f"starting pt-online-schema-change {s.ptosc_version} (attempt {s.copy_attempts}): "
+                  + " ".join(command.argv))
+
+    # -- running pt-osc ---------------------------------------------------------------------
+
+    def run_ptosc(self, command: ptosc.Command) -> CopyResult:
+        tail: deque[str] = deque(maxlen=20)
+        last_stderr: str | None = None
+        if self._kill_requested:
+            return CopyResult(None, "killed", None, [])
+        self.process = ChildProcess(command.argv).start()
+        self.log.info("pt-osc started, pid %s (own process group)", self.process.pid)
+        lines = self.process.lines(tick=0.2)
+        while True:
+            self._busy = False
+            item = next(lines, _END)
+            self._busy = True
+            if item is _END:
+                break
+            if item is not None:
+                self.on_line(item)
+                if item.stream == "stderr" and item.text.strip():
+                    last_stderr = item.text
+                    tail.append(item.text)
+            self.periodic()
+        code = self.process.wait()
+        if self._kill_requested:
+            self.stop_reason = "killed"
+        return CopyResult(code, self.stop_reason, last_stderr, list(tail))
+
+    def on_line(self, line: OutputLine) -> None:
+        assert self.shipper is not None
+        self.shipper.write(line.stream, line.text)
+        event = ptosc.parse_line(line.text)
+        if event.kind == ptosc.EventKind.PROGRESS:
+            self._percent, self._eta, self._progress_line = event.percent, event.eta_seconds, event.line
+            if not self._history or self._history[-1] != event.percent:
+                self._history.append(event.percent)
+            if self._waiting is not None:
+                self._waiting = None
+            self._dirty_progress = True
+        elif event.kind == ptosc.EventKind.WAITING:
+            if self._waiting != event.line:
+                self.log.warning("pt-osc is waiting: %s", event.line)
+            self._waiting = self._last_waiting = event.line
+            self._dirty_progress = True
+
+    def periodic(self) -> None:
+        """Between lines: publish progress, watch shift and the stop file, sync log and state."""
+        if self._kill_requested:
+            return
+        now = time.monotonic()
+        if self._dirty_progress and now >= self._next_publish:
+            self._next_publish = now + PUBLISH_INTERVAL
+            self.publish_progress()
+        if now >= self._next_control and self.stop_reason is None:
+            self._next_control = now + self.settings.control_poll_interval
+            self.watch_control()
+        assert self.shipper is not None
+        self.shipper.maybe_sync()
+        if now >= self._next_state:
+            self._next_state = now + self.settings.state_sync_interval
+            self.sync_state(self.quick_api)
+
+    def publish_progress(self, final: bool = False) -> None:
+        self._dirty_progress = False
+        push = self.ti.xcom_push
+        push(key=XCOM_PERCENTAGE, value=self._percent)
+        push(key=XCOM_ETA, value=self._eta)
+        push(key=XCOM_LINE, value=self._progress_line)
+        push(key=XCOM_WAITING, value=self._waiting)
+        push(key=XCOM_LAST_WAITING, value=self._last_waiting)
+        push(key=XCOM_HISTORY, value=list(self._history))
+        if self._percent is not None and self._percent != self._sent_api_percent:
+            try:
+                (self.api if final else self.quick_api).update(self.migration.id, copy_percentage=self._percent)
+                self._sent_api_percent = self._percent
+            except Exception as exc:  # progress is informative; the copy goes on
+                self.log.warning("could not send copy_percentage to shift: %s", exc)
+
+    def watch_control(self) -> None:
+        """A human pause (11) or cancel (9), or the runner's stop file, stops pt-osc."""
+        if self.settings.stop_requested:
+            self.stop_ptosc("stop_file", f"stop file {self.settings.stop_file_path} exists")
+            return
+        try:
+            current = self.quick_api.get_migration(self.migration.id)
+        except Exception as exc:
+            self.log.warning("could not read migration %s from shift (copy goes on): %s", self.migration.id, exc)
+            return
+        if current.status in STOPPING_STATUSES:
+            self.stop_ptosc(STOPPING_STATUSES[current.status],
+                            f"shift moved migration {self.migration.id} to {current.status.name.lower()} "
+                            f"({int(current.status)})")
+
+    def stop_ptosc(self, reason: str, why: str) -> None:
+        self.stop_reason = reason
+        self.note(f"stopping pt-osc: {why}")
+        assert self.process is not None
+        self.process.stop(self.op.stop_grace_seconds)
+
+    def sync_state(self, api) -> None:
+        self.state.copy_percentage = self._percent
+        try:
+            save_state(api, self.state)
+        except Exception as exc:
+            self.log.warning("could not save the state file to shift (will retry): %s", exc)
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def conclude(self, result: CopyResult) -> dict[str, Any]:
+        m = self.migration
+        if result.stop_reason == "killed":
+            self.finalize_killed()
+            from airflow.sdk.exceptions import AirflowTaskTerminated
+
+            raise AirflowTaskTerminated(f"copy of migration {m.id} was killed; pt-osc stopped, migration offered back")
+        if result.stop_reason is not None:
+            return self.conclude_stopped(result.stop_reason)
+        if result.exit_code == 0 and ptosc.is_clean_stderr_end(result.last_stderr):
+            return self.conclude_succeeded()
+        self.state.copy_status = "failed"
+        self.record_leftovers()
+        self.sync_state(self.api)
+        message = ptosc.failure_message(result.exit_code, result.stderr_tail)
+        if result.exit_code == 0:
+            message = "pt-online-schema-change exited 0 but its output ends with an error: " + (result.last_stderr or "")
+        self.note(message)
+        self.ti.xcom_push(key=XCOM_OUTCOME, value="error")
+        # The base reports it once, as `error` (resumable): the copy step's failure outcome.
+        raise PtOscError(message, exit_code=result.exit_code)
+
+    def conclude_succeeded(self) -> dict[str, Any]:
+        m = self.migration
+        triggers = self.record_leftovers()
+        if len(triggers) < 3 or not schema_ops.table_exists(self.hook, m.database, self.state.new_table):
+            raise PtOscError(f"pt-online-schema-change reported success but left triggers {triggers} and "
+                             f"shadow table `{self.state.new_table}` "
+                             f"{'present' if schema_ops.table_exists(self.hook, m.database, self.state.new_table) else 'missing'}")
+        self._percent, self._eta, self._waiting = 100, 0, None
+        if not self._history or self._history[-1] != 100:
+            self._history.append(100)
+        self.publish_progress(final=True)
+        self.state.copy_status = "succeeded"
+        self.sync_state(self.api)
+        self.note(f"copy done: shadow table `{self.state.new_table}` and triggers {triggers} are in place; "
+                  "moving to awaiting rename")
+        self.api.next_step(m.id)
+        self.ti.xcom_push(key=XCOM_OUTCOME, value="copied")
+        return {"outcome": "copied", "new_table": self.state.new_table, "triggers": triggers}
+
+    def conclude_stopped(self, reason: str) -> dict[str, Any]:
+        m = self.migration
+        self.state.copy_status = "stopped"
+        self.record_leftovers()
+        self.publish_progress()
+        self.sync_state(self.api)
+        if reason == "stop_file":
+            self.api.offer(m.id)
+            self.handed_back = True
+            self.note(f"pt-osc stopped because the runner's stop file exists; migration {m.id} offered back "
+                      "to shift for another runner (the next copy starts again)")
+        else:
+            self.note(f"pt-osc stopped because the migration was {reason}; state saved, no error reported, "
+                      f"the {'pause' if reason == 'paused' else 'cancel'} step takes it from here")
+        self.ti.xcom_push(key=XCOM_OUTCOME, value=f"stopped:{reason}")
+        return {"outcome": "stopped", "reason": reason}
+
+    def record_leftovers(self) -> list[str]:
+        m = self.migration
+        try:
+            self.state.triggers = schema_ops.ptosc_triggers(self.hook, m.database, m.table)
+        except Exception as exc:  # the database may be what failed
+            self.log.warning("could not list pt-osc triggers: %s", exc)
+        return self.state.triggers
+
+    def kill(self) -> None:
+        """From on_kill (a signal handler in the main thread): stop pt-osc at once, then hand back.
+
+        When the main thread was inside a sync or an API call, the hand-back is left to it
+        (it sees the flag as soon as pt-osc's pipes close) so no call runs re-entrantly.
+        """
+        self._kill_requested = True
+        if self.process is not None:
+            self.log.warning("task killed: killing pt-osc's process group %s", self.process.pid)
+            self.process.stop(grace=2.0)
+        if not self._busy:
+            self.finalize_killed()
+
+    def finalize_killed(self) -> None:
+        if self._killed_finalized:
+            return
+        self._killed_finalized = True
+        m = self.migration
+        self.state.copy_status = "killed"
+        self.record_leftovers()
+        self.sync_state(self.api)
+        if self.shipper is not None:
+            self.shipper.note("the task was killed: pt-osc stopped; offering the migration back to shift")
+            self.shipper.sync()
+        try:
+            self.api.offer(m.id)
+            self.handed_back = True
+            self.log.warning("migration %s offered back to shift", m.id)
+        except Exception as exc:
+            self.log.error("could not offer migration %s back: %s", m.id, exc)
+
+    def finish(self) -> None:
+        """Always: pt-osc gone, logs and state shipped, run_host unpinned."""
+        if self.process is not None and self.process.alive():
+            self.process.stop(self.op.stop_grace_seconds)
+        if self.shipper is not None:
+            if not self.shipper.close():
+                self.log.error("some pt-osc output could not be shipped to shift; it stays in %s",
+                               self.shipper.path)
+        try:
+            self.api.unpin_run_host(self.migration.id)
+            self.log.info("unpinned run_host")
+        except Exception as exc:
+            self.log.error("could not unpin run_host of migration %s: %s", self.migration.id, exc)
+
+    def note(self, text: str) -> None:
+        """Our own lines: the task log and the shift log both say what was done and why."""
+        if self.shipper is not None:
+            self.shipper.note(text)
+        else:
+            self.log.info("%s", text)

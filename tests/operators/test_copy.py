@@ -1,0 +1,159 @@
+"""CopyOperator on real MariaDB, the real pt-osc and the real shift API, run through dag.test()."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from shift_provider.codes import Status
+from shift_provider.state_file import MigrationState
+from tests.support.airflow import run_dag, task_states, xcoms
+from tests.support.tables import (
+    BackgroundWriter,
+    columns_of,
+    content_checksum,
+    create_sample_table,
+    tables_in,
+    triggers_on,
+)
+
+COPY_DAG = "shift_test_copy"
+# Small fixed chunks with a pause between them: a few seconds of copy, several progress lines.
+SLOW_COPY = ["--chunk-size=500", "--chunk-time=0", "--sleep=0.05"]
+
+
+def start_copy(shift_api, database: str, table: str, ddl: str | None = None, **custom) -> dict:
+    """Create a long ALTER, drive it to 3 (copy in progress) and claim it like the runner; the conf."""
+    custom.setdefault("recursion_method", "none")
+    migration = shift_api.create(ddl or f"ALTER TABLE {table} ADD COLUMN extra INT NOT NULL DEFAULT 7",
+                                 database=database, custom_options=custom)
+    shift_api.drive_to_start(migration["id"])
+    return claim(shift_api, migration["id"])
+
+
+def claim(shift_api, migration_id: int) -> dict:
+    payload = shift_api.machine("unstage", migration_id)
+    assert payload.get("id") == migration_id, payload
+    return payload
+
+
+def state_of(shift_api, migration_id: int) -> MigrationState:
+    response = shift_api.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 1})
+    return MigrationState.from_yaml(response.json().get("contents") if response.status_code == 200 else None,
+                                    migration_id)
+
+
+def shift_log(shift_api, migration_id: int) -> str:
+    response = shift_api.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 0})
+    return response.json()["contents"] if response.status_code == 200 else ""
+
+
+def local_log(settings, migration_id: int) -> str:
+    return (Path(settings.log_dir) / f"id-{migration_id}" / "ptosc-output.log").read_text()
+
+
+def when(condition, timeout: float = 60, interval: float = 0.1):
+    """Poll until ``condition()`` is truthy; its value, or AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+class Background(threading.Thread):
+    """Run a test action (pause, cancel, stop file, ...) while dag.test() runs in the main thread."""
+
+    def __init__(self, action) -> None:
+        super().__init__(daemon=True)
+        self.action, self.error, self.result = action, None, None
+
+    def run(self) -> None:
+        try:
+            self.result = self.action()
+        except BaseException as exc:  # re-raised by join_checked in the test thread
+            self.error = exc
+
+    def join_checked(self, timeout: float = 60):
+        self.join(timeout)
+        assert not self.is_alive(), "background action did not finish"
+        if self.error:
+            raise self.error
+        return self.result
+
+
+def copying(shift_api, migration_id: int, above: float = 0):
+    """True once shift shows a copy percentage above ``above`` (pt-osc is past its setup)."""
+    return lambda: (shift_api.migration(migration_id).get("copy_percentage") or 0) > above
+
+
+@pytest.fixture
+def copy_env(airflow_home, shift_settings, shift_api, primary, database, ptosc):
+    """Settings whose pt-osc copies slowly enough to be watched (and paused, canceled, killed)."""
+    settings = shift_settings(ptosc_extra_args=SLOW_COPY, pt_osc_path=ptosc[0])
+    return settings
+
+
+def test_copy_under_writes_leaves_shadow_and_triggers_and_matches_after_swap(copy_env, shift_api, primary,
+                                                                           database):
+    settings = copy_env
+    create_sample_table(primary, database, "t", 20000)
+    conf = start_copy(shift_api, database, "t")
+    writer = BackgroundWriter(primary, database, "t").start()
+    try:
+        run = run_dag(COPY_DAG, conf)
+    finally:
+        writer.stop()
+    assert task_states(run) == {"copy": "success"}
+    migration = shift_api.migration(conf["id"])
+    assert migration["status"] == Status.AWAITING_RENAME
+    assert migration["run_host"] is None
+    assert float(migration["copy_percentage"]) == 100
+    assert writer.operations > 50
+    assert "extra" in columns_of(primary, database, "_t_new")
+    assert sorted(triggers_on(primary, database, "t")) == [f"pt_osc_{database}_t_{x}" for x in ("del", "ins", "upd")]
+
+    state = state_of(shift_api, conf["id"])
+    assert state.copy_status == "succeeded" and state.new_table == "_t_new"
+    assert sorted(state.triggers) == sorted(triggers_on(primary, database, "t"))
+    assert state.ptosc_version == "3.2.1" and "--execute" in state.ptosc_args
+    assert not any("Sh1ft" in arg or "password" in arg for arg in state.ptosc_args)
+
+    # The atomic swap the rename step will do; the old table keeps the writer's last word.
+    original = columns_of(primary, database, "t")
+    primary.execute(f"RENAME TABLE `{database}`.t TO `{database}`.t_old, `{database}`.`_t_new` TO `{database}`.t")
+    assert content_checksum(primary, database, "t", original) == content_checksum(primary, database, "t_old",
+                                                                                  original)
+    assert writer.missing_rows() == set()
+    assert primary.query(f"SELECT COUNT(*) FROM `{database}`.t WHERE extra <> 7")[0][0] == 0
+
+    log = local_log(settings, conf["id"])
+    assert "Copying" in log and "Successfully altered" in log
+    assert shift_log(shift_api, conf["id"]) == log  # everything shipped, once
+
+
+def test_progress_reaches_xcom_and_shift_in_order(copy_env, shift_api, primary, database):
+    create_sample_table(primary, database, "p", 30000)
+    conf = start_copy(shift_api, database, "p")
+    run = run_dag(COPY_DAG, conf)
+    assert task_states(run) == {"copy": "success"}
+    values = xcoms(run)["copy"]
+    history = values["copy_progress_history"]
+    assert len(history) >= 3, history
+    assert history == sorted(history) and len(set(history)) == len(history), history
+    assert history[-1] == 100 and values["copy_percentage"] == 100
+    assert values["eta_seconds"] == 0
+    assert values["progress_line"].startswith(f"Copying `{database}`.`p`:")
+    assert values["waiting_reason"] is None
+    assert values["copy_outcome"] == "copied"
+    log = local_log(copy_env, conf["id"])
+    percentages = [int(line.split(":")[-2].split()[-1].rstrip("%")) for line in log.splitlines()
+                   if f"stderr: Copying `{database}`.`p`:" in line]
+    assert len(percentages) >= 2 and percentages == sorted(percentages)
+    # Every line carries a timestamp and its stream.
+    assert all(line[:4] == "2026" or line[:2] == "20" for line in log.splitlines())
