@@ -1,0 +1,287 @@
+"""Status 0, preparing: prove the migration can run, record where it starts, then hand it to a human.
+
+Four operators, one job each, ordered by the DAG: validate the final insert, dry-run
+the DDL, collect the table's starting stats, advance to awaiting approval (1).
+Nothing here changes the database, except a CREATE's dry run, which creates the
+object and drops it again.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from shift_provider import ptosc, schema_ops
+from shift_provider.codes import Action, Mode, Status
+from shift_provider.exceptions import MigrationStepError, PtOscError
+from shift_provider.final_insert import check_shape, try_in_rolled_back_transaction
+from shift_provider.models import Migration
+from shift_provider.operators.base import ShiftMigrationOperator
+from shift_provider.sql import ParsedDDL, parse_ddl, qualified
+
+# pt-osc exit codes a retry may fix (the server went away); anything else is the migration's fault.
+TRANSIENT_PTOSC_EXITS = frozenset({18, 19})
+_OBJECT_TYPES = {Mode.TABLE: "BASE TABLE", Mode.VIEW: "VIEW"}
+
+
+def checked_ddl(migration: Migration) -> ParsedDDL:
+    """Parse the DDL and refuse it unless it does what the migration says, to the migration's object.
+
+    Runs before any SQL: a DDL naming another table or database (or hiding a second
+    statement) must never reach the server.
+    """
+    try:
+        parsed = parse_ddl(migration.ddl_statement)
+    except ValueError as exc:
+        raise MigrationStepError(f"ddl_statement cannot be run: {exc}") from None
+    if parsed.table != migration.table:
+        raise MigrationStepError(
+            f"ddl_statement changes table {parsed.table!r} but the migration is for table {migration.table!r}"
+        )
+    if parsed.database is not None and parsed.database != migration.database:
+        raise MigrationStepError(
+            f"ddl_statement names database {parsed.database!r} but the migration runs on database "
+            f"{migration.database!r}"
+        )
+    if migration.action is not None and parsed.action != migration.action:
+        raise MigrationStepError(
+            f"ddl_statement is a {parsed.action.name} but the migration's action is {migration.action.name}"
+        )
+    if migration.mode is not None and parsed.mode != migration.mode:
+        raise MigrationStepError(
+            f"ddl_statement works on a {parsed.mode.name} but the migration's mode is {migration.mode.name}"
+        )
+    return parsed
+
+
+def describe(migration: Migration) -> str:
+    return f"`{migration.database}`.`{migration.table}`"
+
+
+def require_preparing(migration: Migration) -> None:
+    if migration.status != Status.PREPARING:
+        raise MigrationStepError(
+            f"prepare runs at status preparing (0); migration {migration.id} is at "
+            f"{migration.status.name.lower()} ({int(migration.status)})"
+        )
+
+
+class ValidateFinalInsertOperator(ShiftMigrationOperator):
+    """Prove the final insert is one plain INSERT and that it would succeed now (rolled back)."""
+
+    ui_color = "#e0f2fe"
+
+    def run_step(self, context: Any, migration: Migration) -> None:
+        require_preparing(migration)
+        parsed = checked_ddl(migration)
+        sql = migration.final_insert_sql
+        if sql is None:
+            self.log.info("migration %s has no final insert; nothing to validate", migration.id)
+            return
+        check_shape(sql)
+        self.log.info("final insert has the right shape: %s", sql)
+        hook = self.cluster(migration)
+        if parsed.action == Action.CREATE and schema_ops.object_type(hook, migration.database,
+                                                                     migration.table) is None:
+            # The object it probably inserts into does not exist yet: the dry run tries it while it does.
+            self.log.info("%s is not created yet; the dry run tries the final insert while it exists",
+                          describe(migration))
+            return
+        try_in_rolled_back_transaction(hook, sql)
+        self.log.info("final insert succeeded inside a transaction that was rolled back")
+
+
+class DryRunOperator(ShiftMigrationOperator):
+    """Prove the DDL runs: pt-osc --dry-run for ALTERs, create-and-drop for CREATE, existence for DROP.
+
+    :param timeout: seconds pt-osc may take before it is killed (default 600).
+    :param extra_args: more pt-osc options, appended after the settings' ``ptosc_extra_args``.
+    """
+
+    template_fields: Sequence[str] = (*ShiftMigrationOperator.template_fields, "extra_args")
+    ui_color = "#e0f2fe"
+
+    def __init__(self, *, timeout: float = 600, extra_args: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        self.extra_args = extra_args
+        self._process: subprocess.Popen | None = None
+
+    def run_step(self, context: Any, migration: Migration) -> None:
+        require_preparing(migration)
+        parsed = checked_ddl(migration)
+        if parsed.action == Action.CREATE:
+            self.create_and_drop(migration)
+        elif parsed.action == Action.DROP:
+            self.check_drop_target(migration)
+        elif migration.is_short_run:
+            self.log.info("runtype short: the DDL will run directly at start, so there is no pt-osc dry run")
+        else:
+            self.ptosc_dry_run(migration)
+
+    # --- CREATE -------------------------------------------------------------
+
+    def create_and_drop(self, migration: Migration) -> None:
+        """Run the CREATE for real and drop what it made: the only proof MySQL accepts it."""
+        hook = self.cluster(migration)
+        existing = schema_ops.object_type(hook, migration.database, migration.table)
+        if existing is not None:
+            raise MigrationStepError(
+                f"cannot create {describe(migration)}: a {existing.lower()} of that name already exists"
+            )
+        kind = "VIEW" if migration.mode == Mode.VIEW else "TABLE"
+        self.log.info("creating %s to validate the DDL: %s", describe(migration), migration.ddl_statement)
+        try:
+            hook.run(migration.ddl_statement)
+        except Exception as exc:
+            raise MigrationStepError(f"ddl_statement fails on the database: {exc}") from None
+        try:
+            made = schema_ops.object_type(hook, migration.database, migration.table)
+            if made != _OBJECT_TYPES[migration.mode]:
+                raise MigrationStepError(
+                    f"ddl_statement did not create a {kind.lower()} named {describe(migration)} (found {made!r})"
+                )
+            if migration.final_insert_sql:
+                try_in_rolled_back_transaction(hook, migration.final_insert_sql)
+                self.log.info("final insert succeeded against the new %s (rolled back)", kind.lower())
+        finally:
+            hook.run(f"DROP {kind} IF EXISTS {qualified(migration.database, migration.table)}")
+        if schema_ops.object_type(hook, migration.database, migration.table) is not None:
+            raise MigrationStepError(f"could not drop the validation {kind.lower()} {describe(migration)}")
+        self.log.info("DDL is valid: %s created and dropped again, nothing left behind", describe(migration))
+
+    # --- DROP ---------------------------------------------------------------
+
+    def check_drop_target(self, migration: Migration) -> None:
+        found = schema_ops.object_type(self.cluster(migration), migration.database, migration.table)
+        wanted = _OBJECT_TYPES[migration.mode]
+        if found is None:
+            raise MigrationStepError(f"cannot drop {describe(migration)}: it does not exist")
+        if found != wanted:
+            raise MigrationStepError(
+                f"cannot drop {describe(migration)} as a {wanted.lower()}: it is a {found.lower()}"
+            )
+        self.log.info("%s exists as a %s; the drop can run", describe(migration), found.lower())
+
+    # --- ALTER by pt-osc ----------------------------------------------------
+
+    def ptosc_dry_run(self, migration: Migration) -> None:
+        """The real pt-osc --dry-run; credentials in the 0600 defaults file, passed first."""
+        hook = self.cluster(migration)
+        with hook.defaults_file() as defaults:
+            command = ptosc.build_command(migration, self.settings, defaults, ptosc.Mode.DRY_RUN,
+                                          extra_args=list(self.extra_args or []))
+            self.log.info("running: %s", shlex.join(command.argv))
+            exit_code, stdout, stderr = self._run(command.argv)
+        self._append_to_shift_log(migration, stdout, stderr, exit_code)
+        if exit_code != 0:
+            message = ptosc.failure_message(exit_code, stderr or stdout)
+            if exit_code in TRANSIENT_PTOSC_EXITS:
+                raise PtOscError(message, exit_code=exit_code)
+            raise MigrationStepError(f"dry run failed: {message}")
+        if not ptosc.is_clean_stderr_end(stderr[-1] if stderr else None):
+            raise MigrationStepError("dry run failed: " + ptosc.failure_message(exit_code, stderr))
+        self.log.info("pt-osc dry run succeeded")
+
+    def _run(self, argv: list[str]) -> tuple[int, list[str], list[str]]:
+        """Run pt-osc (argv, no shell), streaming both outputs into the task log; kill it on timeout."""
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                   text=True, bufsize=1, start_new_session=True)
+        self._process = process
+        stdout: list[str] = []
+        stderr: list[str] = []
+
+        def pump(stream, lines: list[str], label: str) -> None:
+            for line in stream:
+                lines.append(line.rstrip("\n"))
+                self.log.info("pt-osc %s: %s", label, lines[-1])
+
+        readers = [threading.Thread(target=pump, args=(process.stdout, stdout, "out"), daemon=True),
+                   threading.Thread(target=pump, args=(process.stderr, stderr, "err"), daemon=True)]
+        for reader in readers:
+            reader.start()
+        try:
+            exit_code = process.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            process.wait()
+            raise PtOscError(f"pt-online-schema-change --dry-run did not finish within {self.timeout:g}s") from None
+        finally:
+            for reader in readers:
+                reader.join(timeout=10)
+            self._process = None
+        return exit_code, stdout, stderr
+
+    def _append_to_shift_log(self, migration: Migration, stdout: list[str], stderr: list[str],
+                             exit_code: int) -> None:
+        """The shift UI shows the dry run's output too; losing it must not fail the step."""
+        text = "\n".join(["pt-online-schema-change --dry-run:", *stdout, *stderr, f"exit code {exit_code}", ""])
+        try:
+            self.api.append_to_file(migration.id, text)
+        except Exception as exc:
+            self.log.warning("could not append the dry run output to the shift log file: %s", exc)
+
+    def _kill(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def on_kill(self) -> None:
+        self._kill()
+
+
+class CollectTableStatsOperator(ShiftMigrationOperator):
+    """Send the table's starting size (rows, data, index) to shift and to XCom ``table_stats``."""
+
+    ui_color = "#e0f2fe"
+
+    def run_step(self, context: Any, migration: Migration) -> dict[str, int] | None:
+        require_preparing(migration)
+        checked_ddl(migration)
+        if migration.action == Action.CREATE:
+            self.log.info("CREATE: %s does not exist yet, so there are no starting stats", describe(migration))
+            return None
+        if migration.mode == Mode.VIEW:
+            self.log.info("%s is a view: views have no size, no stats collected", describe(migration))
+            return None
+        stats = schema_ops.table_stats(self.cluster(migration), migration.database, migration.table)
+        self.log.info("%s: %d rows (estimate), data %d bytes, index %d bytes", describe(migration),
+                      stats.table_rows, stats.table_size, stats.index_size)
+        self.api.update(migration.id, **stats.as_update("start"))
+        value = {"table_rows": stats.table_rows, "table_size": stats.table_size, "index_size": stats.index_size}
+        context["ti"].xcom_push(key="table_stats", value=value)
+        return None
+
+
+class AdvanceOperator(ShiftMigrationOperator):
+    """next_step 0 -> 1 (awaiting approval), once: a re-run after it moved does nothing."""
+
+    ui_color = "#bbf7d0"
+
+    def run_step(self, context: Any, migration: Migration) -> None:
+        require_preparing(migration)
+        current = self.api.get_migration(migration.id)
+        if current.status in (Status.FAILED, Status.CANCELED):
+            raise MigrationStepError(
+                f"migration {migration.id} is {current.status.name.lower()} in shift; not advancing it"
+            )
+        if current.status != Status.PREPARING:
+            self.log.info("migration %s is already at %s (%d); not calling next_step again", migration.id,
+                          current.status.name.lower(), current.status)
+            return
+        answer = self.api.next_step(migration.id)
+        status = answer.get("status") if isinstance(answer, dict) else None
+        if status is None or int(status) != Status.AWAITING_APPROVAL:
+            raise MigrationStepError(
+                f"shift did not move migration {migration.id} to awaiting approval (status now {status!r}); "
+                "is it still staged?"
+            )
+        self.log.info("migration %s prepared: now awaiting approval (1)", migration.id)

@@ -1,0 +1,219 @@
+"""Status 3 for short runs, CREATE and DROP: run the change directly, the final insert once, complete.
+
+Safe to clear and re-run at any point. Each sub-step is recorded in the state file
+*and* checked against the database before it acts, so a worker that died between
+acting and recording neither repeats the DDL nor loses the table:
+
+* CREATE: "ddl started" + the object exists -> it ran.
+* short ALTER: "ddl started" + the table's definition differs from the one recorded
+  before it -> it ran.
+* DROP: the timestamped pending-drops name is recorded before the move, so a table
+  missing from its database is looked for where it went.
+The final insert carries its own exactly-once marker (final_insert.run_once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from shift_provider import schema_ops
+from shift_provider.codes import Action, Mode, Status
+from shift_provider.exceptions import MigrationStepError
+from shift_provider.final_insert import run_once
+from shift_provider.models import Migration
+from shift_provider.operators.base import ShiftMigrationOperator
+from shift_provider.operators.prepare import checked_ddl, describe
+from shift_provider.sql import qualified, timestamped_name
+from shift_provider.state_file import MigrationState, load_state, save_state
+from shift_provider.state_machine import copy_kind
+
+DDL_STARTED = "run_ddl:ddl_started"
+DDL_DONE = "run_ddl:ddl"
+TRIGGERS_DROPPED = "run_ddl:triggers_dropped"
+FINAL_INSERT_DONE = "run_ddl:final_insert"
+SCHEMA_BEFORE = "run_ddl:schema_before="
+# Client errors meaning the server went away: a retry may fix them, the DDL itself is not at fault.
+CONNECTION_ERRORS = frozenset({2002, 2003, 2006, 2013, 2055})
+_OBJECT_TYPES = {Mode.TABLE: "BASE TABLE", Mode.VIEW: "VIEW"}
+_AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
+
+
+def run_user_ddl(hook, ddl: str) -> None:
+    """Run the migration's own DDL; a refusal by the server is permanent, a lost connection is not."""
+    try:
+        hook.run(ddl)
+    except Exception as exc:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        if code in CONNECTION_ERRORS:
+            raise
+        raise MigrationStepError(f"ddl_statement failed on the database: {exc}") from None
+
+
+def schema_fingerprint(hook, database: str, table: str) -> str:
+    """A hash of SHOW CREATE TABLE (minus the moving AUTO_INCREMENT counter): did the ALTER happen?"""
+    row = hook.get_first(f"SHOW CREATE TABLE {qualified(database, table)}")
+    return hashlib.sha256(_AUTO_INCREMENT.sub("", row[1]).encode()).hexdigest()[:32]
+
+
+class RunDdlOperator(ShiftMigrationOperator):
+    """Short-run ALTER, CREATE or DROP at copy in progress (3): the DDL, the final insert, complete (8)."""
+
+    ui_color = "#fde68a"
+
+    def run_step(self, context: Any, migration: Migration) -> None:
+        if migration.status != Status.COPY_IN_PROGRESS:
+            raise MigrationStepError(f"run_ddl runs at copy in progress (3); migration {migration.id} is at "
+                                     f"{migration.status.name.lower()} ({int(migration.status)})")
+        parsed = checked_ddl(migration)
+        if copy_kind(migration) != "direct":
+            raise MigrationStepError(f"migration {migration.id} is an ALTER of runtype "
+                                     f"{migration.runtype.name.lower()}: it runs by pt-osc, not directly")
+        current = self.api.get_migration(migration.id)
+        if current.status == Status.COMPLETED:
+            self.log.info("migration %s is already completed in shift; nothing to do", migration.id)
+            return
+        if current.status != Status.COPY_IN_PROGRESS:
+            raise MigrationStepError(f"migration {migration.id} is {current.status.name.lower()} in shift; "
+                                     "not running its DDL")
+        hook = self.cluster(migration)
+        state = load_state(self.api, migration.id)
+        state.database, state.table = migration.database, migration.table
+        if parsed.action == Action.CREATE:
+            self.create(hook, migration, state)
+        elif parsed.action == Action.DROP:
+            self.drop(hook, migration, state)
+        else:
+            self.alter(hook, migration, state)
+        self.final_insert(hook, migration, state)
+        self.complete(migration)
+
+    def _record(self, state: MigrationState, *steps: str) -> None:
+        for step in steps:
+            state.mark(step)
+        save_state(self.api, state)
+
+    # --- CREATE -------------------------------------------------------------
+
+    def create(self, hook, migration: Migration, state: MigrationState) -> None:
+        wanted = _OBJECT_TYPES[migration.mode]
+        found = schema_ops.object_type(hook, migration.database, migration.table)
+        if state.done(DDL_DONE):
+            if found != wanted:
+                raise MigrationStepError(f"the state file says {describe(migration)} was created, but it is "
+                                         f"{'missing' if found is None else 'a ' + found.lower()} now")
+            self.log.info("CREATE already done (state file, and %s exists); skipping it", describe(migration))
+            return
+        if found is not None:
+            if state.done(DDL_STARTED) and found == wanted:
+                # Prepare proved it did not exist; we started the CREATE and died before recording it.
+                self.log.info("%s exists and the CREATE was started by this migration: it ran", describe(migration))
+                self._record(state, DDL_DONE)
+                return
+            raise MigrationStepError(f"cannot create {describe(migration)}: a {found.lower()} of that name "
+                                     "already exists")
+        self._record(state, DDL_STARTED)
+        self.log.info("creating %s: %s", describe(migration), migration.ddl_statement)
+        run_user_ddl(hook, migration.ddl_statement)
+        found = schema_ops.object_type(hook, migration.database, migration.table)
+        if found != wanted:
+            raise MigrationStepError(f"ddl_statement ran but {describe(migration)} is not a {wanted.lower()} "
+                                     f"(found {found!r})")
+        self._record(state, DDL_DONE)
+        self.log.info("created %s", describe(migration))
+
+    # --- short ALTER --------------------------------------------------------
+
+    def alter(self, hook, migration: Migration, state: MigrationState) -> None:
+        if state.done(DDL_DONE):
+            self.log.info("ALTER already done (state file); not running it again")
+            return
+        if not schema_ops.table_exists(hook, migration.database, migration.table):
+            raise MigrationStepError(f"cannot alter {describe(migration)}: it does not exist")
+        before = schema_fingerprint(hook, migration.database, migration.table)
+        recorded = next((s[len(SCHEMA_BEFORE):] for s in state.steps_done if s.startswith(SCHEMA_BEFORE)), None)
+        if state.done(DDL_STARTED) and recorded is not None:
+            if recorded != before:
+                self.log.info("the ALTER was started before and the table's definition has changed since: it ran")
+                self._record(state, DDL_DONE)
+                return
+            self.log.info("the ALTER was started before but the table is unchanged: running it now")
+        else:
+            self._record(state, SCHEMA_BEFORE + before, DDL_STARTED)
+        self.log.info("altering %s directly (short run): %s", describe(migration), migration.ddl_statement)
+        run_user_ddl(hook, migration.ddl_statement)
+        self._record(state, DDL_DONE)
+        self.log.info("altered %s", describe(migration))
+
+    # --- DROP ---------------------------------------------------------------
+
+    def drop(self, hook, migration: Migration, state: MigrationState) -> None:
+        if state.done(DDL_DONE):
+            self.log.info("DROP already done (state file: %s); skipping it", state.retired_to or "dropped")
+            return
+        wanted = _OBJECT_TYPES[migration.mode]
+        found = schema_ops.object_type(hook, migration.database, migration.table)
+        if found is None:
+            if self._drop_already_happened(hook, migration, state):
+                self._record(state, DDL_DONE)
+                return
+            raise MigrationStepError(f"cannot drop {describe(migration)}: it does not exist")
+        if found != wanted:
+            raise MigrationStepError(f"cannot drop {describe(migration)} as a {wanted.lower()}: "
+                                     f"it is a {found.lower()}")
+        triggers = schema_ops.triggers_on(hook, migration.database, migration.table)
+        if triggers:
+            self.log.info("dropping triggers on %s first: %s", describe(migration), ", ".join(triggers))
+            schema_ops.drop_triggers(hook, migration.database, triggers)
+        self._record(state, TRIGGERS_DROPPED)
+        if migration.mode == Mode.VIEW:
+            state.retired_to = "dropped"
+            self._record(state, DDL_STARTED)
+            hook.run(f"DROP VIEW IF EXISTS {qualified(migration.database, migration.table)}")
+            self.log.info("dropped view %s", describe(migration))
+        else:
+            # Record where the table goes before it moves, so a re-run can find it there.
+            now = datetime.now(timezone.utc)
+            if self.settings.enable_trash:
+                state.old_table = timestamped_name(migration.table, now)
+                state.retired_to = f"{schema_ops.trash_database(self.settings, migration.database)}.{state.old_table}"
+            else:
+                state.old_table, state.retired_to = "", "dropped"
+            self._record(state, DDL_STARTED)
+            where = schema_ops.retire_table(hook, self.settings, migration.database, migration.table, now=now)
+            self.log.info("table %s: %s", describe(migration), "dropped (trash disabled)" if where == "dropped"
+                          else f"moved to pending drops as {where}")
+        self._record(state, DDL_DONE)
+
+    def _drop_already_happened(self, hook, migration: Migration, state: MigrationState) -> bool:
+        """The object is gone: true when this migration's own earlier run removed it."""
+        if not state.done(DDL_STARTED):
+            return False
+        if state.retired_to == "dropped":
+            self.log.info("%s is gone and this migration had started dropping it: done", describe(migration))
+            return True
+        trash_db = schema_ops.trash_database(self.settings, migration.database)
+        if state.old_table and schema_ops.table_exists(hook, trash_db, state.old_table):
+            self.log.info("%s is already in pending drops as `%s`.`%s`", describe(migration), trash_db,
+                          state.old_table)
+            return True
+        raise MigrationStepError(f"{describe(migration)} is gone but not where this migration moved it "
+                                 f"({state.retired_to or 'unknown'}); a human must look")
+
+    # --- after the change ---------------------------------------------------
+
+    def final_insert(self, hook, migration: Migration, state: MigrationState) -> None:
+        if state.done(FINAL_INSERT_DONE):
+            self.log.info("final insert already done (state file)")
+            return
+        self.log.info("%s", run_once(hook, migration.id, migration.final_insert_sql))
+        self._record(state, FINAL_INSERT_DONE)
+
+    def complete(self, migration: Migration) -> None:
+        answer = self.api.complete(migration.id)
+        status = answer.get("status") if isinstance(answer, dict) else None
+        if status is None or int(status) != Status.COMPLETED:
+            raise MigrationStepError(f"shift did not complete migration {migration.id} (status now {status!r})")
+        self.log.info("migration %s completed", migration.id)
