@@ -1,0 +1,32 @@
+"""shift_staged_migrations: find staged migrations, claim each, start its shift_migration run."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG
+
+from shift_provider.operators.claim import ClaimMigrationsOperator, TriggerMigrationRunOperator
+from shift_provider.sensors.staged import StagedMigrationsSensor
+
+with DAG(
+    dag_id="shift_staged_migrations",
+    # A new run starts as soon as the last one ends; one at a time, so two runs
+    # never race for the same migration (and the API's unstage guards that too).
+    schedule="@continuous",
+    max_active_runs=1,
+    catchup=False,
+    tags=["shift"],
+    doc_md=__doc__ + """
+1. `wait_for_staged` (deferrable): polls `migrations/staged` on the triggerer every
+   `staged_poll_interval` seconds; no worker slot is held while nothing is staged,
+   and nothing is claimed while the stop file exists.
+2. `claim`: unstages each listed migration. Stolen ones (another runner won) are
+   skipped; malformed ones are failed through the API with the validation message.
+3. `trigger_migration`: one `shift_migration` run per claimed migration, run id
+   `mig-<id>-<step>-<time>`, conf = the migration as the API listed it.
+""",
+) as dag:
+    staged = StagedMigrationsSensor(task_id="wait_for_staged")
+    claimed = ClaimMigrationsOperator(task_id="claim", staged=staged.output)
+    TriggerMigrationRunOperator.partial(
+        task_id="trigger_migration", trigger_dag_id="shift_migration", skip_when_already_exists=True, retries=3,
+    ).expand_kwargs(claimed.output)
