@@ -49,7 +49,8 @@ class ShiftApiServer:
         return self.root + "api/v1/"
 
     def start(self, timeout: float = 20.0) -> ShiftApiServer:
-        args = [str(SERVER), "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db_path)]
+        args = [str(SERVER), "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db_path),
+                "--graceful-timeout", "0.5"]
         for name, (host, port) in self.clusters.items():
             args += ["--cluster", f"{name}={host}:{port}"]
         if self.ssl:

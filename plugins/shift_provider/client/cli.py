@@ -31,17 +31,17 @@ class ShiftClient:
                  timeout: float = 30.0) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.session = requests.Session()
-        if cert:
-            self.session.cert = (cert, key) if key else cert
-        if ca:
-            self.session.verify = ca
+        # per request, not on the session: requests lets REQUESTS_CA_BUNDLE override session.verify
+        self.cert = ((cert, key) if key else cert) if cert else None
+        self.verify: str | bool = ca or True
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         url = self.url + path
         payload = None if body is None else {k: ("" if v is None else str(v)) for k, v in body.items()}
         try:
-            response = self.session.request(method, url, json=payload, timeout=self.timeout)
+            response = self.session.request(method, url, json=payload, timeout=self.timeout,
+                                            cert=self.cert, verify=self.verify)
         except requests.RequestException as exc:
             raise ClientError(f"cannot reach the shift API at {url}: {exc}", exit_code=2) from None
         try:

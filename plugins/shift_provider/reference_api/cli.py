@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--ssl-keyfile", help="private key of --ssl-certfile")
     parser.add_argument("--ssl-ca-certs", help="CA bundle; when given, clients must present a certificate it signed")
+    parser.add_argument("--graceful-timeout", type=float, default=2.0,
+                        help="seconds to let open connections finish on shutdown (default 2)")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     return parser
 
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         app, host=args.host, port=args.port, log_level=args.log_level,
         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, ssl_ca_certs=args.ssl_ca_certs,
         ssl_cert_reqs=ssl.CERT_REQUIRED if args.ssl_ca_certs else ssl.CERT_NONE,
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
     return 0
 
