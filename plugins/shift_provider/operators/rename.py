@@ -1,0 +1,185 @@
+"""Status 5, rename in progress: swap the copy's new table in, retire the old one, finish.
+
+Sub-steps, each idempotent and recorded in the state file (``steps_done``):
+
+1. swap            verify the new table, then one atomic ``RENAME TABLE t TO <old>, <new> TO t``
+2. drop_triggers   pt-osc's triggers followed the old table through the swap
+3. retire          the old table into pending drops (or dropped when trash is off)
+4. stats           *_end table stats to shift
+5. final_insert    exactly once (a marker row commits with it)
+6. complete        -> 8
+
+The <old> name is chosen and saved BEFORE the swap, so a retry finds it; whether a
+sub-step happened is decided from the database's actual state, the state file only
+says which names to look for. Clearing the task after a failure anywhere finishes the
+job without a second swap, a lost table or a second final insert.
+
+Failures: a refusal to swap (the new table is missing, wrong, out of sync or short of
+rows) and a broken final insert fail the migration in shift. Anything a retry can fix
+(the swap's lock bound exhausted, a lost connection, the API down) leaves the
+migration at 5 with the error in its shift log, because "failed" is terminal and only
+the runner can finish a half-done rename: clear the task to finish it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shift_provider import final_insert, rename_steps, schema_ops
+from shift_provider.codes import Status
+from shift_provider.exceptions import MigrationStepError
+from shift_provider.models import Migration
+from shift_provider.operators.base import PERMANENT_ERRORS, ShiftMigrationOperator
+from shift_provider.ptosc import alter_clause
+from shift_provider.sql import shadow_table_name, timestamped_name
+from shift_provider.state_file import MigrationState, load_state, save_state
+
+SUBSTEPS = ("swap", "drop_triggers", "retire", "stats", "final_insert")
+
+
+def step_key(name: str) -> str:
+    """The name a rename sub-step has in the state file's ``steps_done``."""
+    return f"rename.{name}"
+
+
+class RenameOperator(ShiftMigrationOperator):
+    """Status 5: the atomic swap and everything after it, safe to run again after any failure.
+
+    :param exact_count_max_rows: below this many rows (estimated, both tables) the row
+        counts are compared exactly before the swap; above it, by information_schema estimate.
+    """
+
+    ui_color = "#fde68a"
+
+    def __init__(self, *, exact_count_max_rows: int = rename_steps.EXACT_COUNT_MAX_ROWS, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.exact_count_max_rows = exact_count_max_rows
+
+    def after_substep(self, name: str, state: MigrationState) -> None:
+        """Called after each sub-step acted, before it is recorded as done (a seam for fault tests)."""
+
+    # --- the step -------------------------------------------------------------------------
+
+    def run_step(self, context: Any, migration: Migration) -> Any:
+        current = self.api.get_migration(migration.id)
+        if current.status == Status.COMPLETED:
+            self.log.info("migration %s is already completed; nothing to do", migration.id)
+            return {"already_completed": True}
+        if current.status != Status.RENAME_IN_PROGRESS:
+            raise MigrationStepError(f"migration {migration.id} is at status {current.status.name.lower()} "
+                                     f"({int(current.status)}), not rename in progress; not renaming")
+        if not migration.uses_ptosc:
+            raise MigrationStepError("the rename step is for ALTERs copied by pt-osc; this migration is not one")
+        self.expected = rename_steps.alter_expectations(alter_clause(migration))
+        hook = self.cluster(migration)
+        state = self.load_copy_state(migration, hook)
+
+        self.swap(hook, migration, state)
+        self.drop_triggers(hook, migration, state)
+        self.retire(hook, migration, state)
+        self.send_end_stats(hook, migration, state)
+        self.run_final_insert(hook, migration, state)
+        self.log.info("completing migration %s", migration.id)
+        self.api.complete(migration.id)
+        return {"old_table": state.old_table, "retired_to": state.retired_to}
+
+    def load_copy_state(self, migration: Migration, hook) -> MigrationState:
+        """The copy's state file; what it lacks comes from the names shift derives and information_schema."""
+        state = load_state(self.api, migration.id)
+        if state.table and state.table != migration.table:
+            raise MigrationStepError(f"the state file is for table {state.table!r}, not {migration.table!r}")
+        state.database = state.database or migration.database
+        state.table = migration.table
+        if not state.new_table:
+            state.new_table = shadow_table_name(migration.table)
+            self.log.info("no new table in the state file; using pt-osc's `%s`", state.new_table)
+        if not state.triggers:
+            state.triggers = schema_ops.ptosc_triggers(hook, migration.database, migration.table)
+        self.log.info("state: new table `%s`, triggers %s, old table %r, done %s", state.new_table, state.triggers,
+                      state.old_table or None, state.steps_done)
+        return state
+
+    def _done(self, name: str, state: MigrationState) -> None:
+        self.after_substep(name, state)
+        state.mark(step_key(name))
+        save_state(self.api, state)
+
+    # --- sub-steps --------------------------------------------------------------------------
+
+    def swap(self, hook, migration: Migration, state: MigrationState) -> None:
+        """Verify the new table, then swap it in: once, atomically, within the lock bound."""
+        db, table = migration.database, migration.table
+        if not state.old_table:
+            # Chosen and saved before acting: a retry must look for (and reuse) this very name.
+            state.old_table = timestamped_name(table)
+            save_state(self.api, state)
+        situation = rename_steps.swap_state(
+            hook, db, table, state.new_table, state.old_table, old_location=self._retired_location(state),
+            old_dropped=state.retired_to == "dropped", expected=self.expected)
+        if situation == rename_steps.SwapState.DONE:
+            self.log.info("swap: already done (`%s` is gone, `%s` has the new schema, the old table is `%s`)",
+                          state.new_table, table, state.old_table)
+        else:
+            self.log.info("swap: %s", rename_steps.verify_new_table(hook, db, table, state.new_table, self.expected,
+                                                                     self.exact_count_max_rows))
+            attempt = rename_steps.swap_tables(hook, db, table, state.new_table, state.old_table,
+                                               self.settings.rename_lock_wait_timeout, self.settings.rename_retries,
+                                               self.log)
+            self.log.info("swap: RENAME TABLE `%s` TO `%s`, `%s` TO `%s` done (attempt %d)", table,
+                          state.old_table, state.new_table, table, attempt)
+        self._done("swap", state)
+
+    def drop_triggers(self, hook, migration: Migration, state: MigrationState) -> None:
+        """pt-osc's triggers now hang on the old table and write to a table that is gone: drop them."""
+        names = rename_steps.leftover_triggers(hook, migration.database, state.old_table, state.triggers)
+        if names:
+            schema_ops.drop_triggers(hook, migration.database, names)
+            self.log.info("drop_triggers: dropped %s from `%s`", names, state.old_table)
+        else:
+            self.log.info("drop_triggers: no triggers left on `%s`", state.old_table)
+        self._done("drop_triggers", state)
+
+    def retire(self, hook, migration: Migration, state: MigrationState) -> None:
+        """The old table into pending drops (or dropped); where it goes is saved before moving it."""
+        if not state.retired_to:
+            target = rename_steps.retire_target(self.settings, migration.database, state.old_table)
+            state.retired_to = "dropped" if target is None else f"{target[0]}.{target[1]}"
+            save_state(self.api, state)
+        target = None if state.retired_to == "dropped" else self._retired_location(state)
+        what = rename_steps.retire_old_table(hook, migration.database, state.old_table, target,
+                                             self.settings.rename_lock_wait_timeout)
+        self.log.info("retire: old table `%s` %s", state.old_table, what)
+        self._done("retire", state)
+
+    def send_end_stats(self, hook, migration: Migration, state: MigrationState) -> None:
+        stats = schema_ops.table_stats(hook, migration.database, migration.table)
+        self.api.update(migration.id, **stats.as_update("end"))
+        self.log.info("stats: %s", stats)
+        self._done("stats", state)
+
+    def run_final_insert(self, hook, migration: Migration, state: MigrationState) -> None:
+        self.log.info("final_insert: %s", final_insert.run_once(hook, migration.id, migration.final_insert_sql))
+        self._done("final_insert", state)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _retired_location(state: MigrationState) -> tuple[str, str] | None:
+        """(database, name) from ``retired_to`` = ``db.<old>`` (the database name may hold dots)."""
+        suffix = "." + state.old_table
+        if state.old_table and state.retired_to.endswith(suffix) and len(state.retired_to) > len(suffix):
+            return state.retired_to[: -len(suffix)], state.old_table
+        return None
+
+    def report_failure(self, migration: Migration, exc: BaseException, *, final: bool) -> None:
+        """Permanent errors fail the migration; retryable ones leave it at 5, said in its shift log."""
+        if isinstance(exc, PERMANENT_ERRORS):
+            super().report_failure(migration, exc, final=final)
+            return
+        message = f"rename step failed ({type(exc).__name__}: {exc}); the migration stays at rename in progress: " \
+                  "clear the Airflow task to retry, it continues where it stopped"
+        self.log.error("%s", message)
+        try:
+            self.api.append_to_file(migration.id, message + "\n")
+        except Exception as api_exc:  # the API may be what failed
+            self.log.error("could not write the failure to the shift log: %s", api_exc)
