@@ -1,8 +1,10 @@
 """The migration's final insert: checked in prepare, run exactly once after the change.
 
 Exactly once even across retries and dead workers: the insert commits in the
-same transaction as a marker row keyed by the migration id in a bookkeeping
-table on the cluster, so a re-run sees the marker and skips.
+same transaction as a marker row keyed by the migration id and its table in a
+bookkeeping table on the cluster, so a re-run sees the marker and skips. (The
+table is part of the key because two shift deployments, say staging and
+production, may reuse an id against one cluster.)
 """
 
 from __future__ import annotations
@@ -53,24 +55,33 @@ def _ensure_marker_table(cur) -> None:
     cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(BOOKKEEPING_DB)}")
     cur.execute(
         f"CREATE TABLE IF NOT EXISTS {qualified(BOOKKEEPING_DB, MARKER_TABLE)} ("
-        " migration_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,"
-        " done_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP) ENGINE=InnoDB"
+        " migration_id BIGINT UNSIGNED NOT NULL, target VARCHAR(200) NOT NULL,"
+        " done_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,"
+        " PRIMARY KEY (migration_id, target)) ENGINE=InnoDB"
     )
 
 
-def already_ran(hook, migration_id: int) -> bool:
+def _target(hook, target: str | None) -> str:
+    """``db.table`` of the migration the hook is aimed at, unless given."""
+    if target is not None:
+        return target
+    migration = getattr(hook, "migration", None)
+    return f"{migration.database}.{migration.table}" if migration is not None else ""
+
+
+def already_ran(hook, migration_id: int, target: str | None = None) -> bool:
     conn = hook.get_conn()
     try:
         with conn.cursor() as cur:
             _ensure_marker_table(cur)
-            cur.execute(f"SELECT 1 FROM {qualified(BOOKKEEPING_DB, MARKER_TABLE)} WHERE migration_id = %s",
-                        (migration_id,))
+            cur.execute(f"SELECT 1 FROM {qualified(BOOKKEEPING_DB, MARKER_TABLE)} WHERE migration_id = %s"
+                        " AND target = %s", (migration_id, _target(hook, target)))
             return cur.fetchone() is not None
     finally:
         conn.close()
 
 
-def run_once(hook, migration_id: int, sql: str | None) -> str:
+def run_once(hook, migration_id: int, sql: str | None, target: str | None = None) -> str:
     """Run the final insert unless its marker says it ran; returns what happened, for the log."""
     if not sql:
         return "no final insert"
@@ -82,8 +93,8 @@ def run_once(hook, migration_id: int, sql: str | None) -> str:
         conn.autocommit(False)
         with conn.cursor() as cur:
             # The marker insert takes the row lock first: a concurrent runner waits, then fails on the key.
-            cur.execute(f"INSERT IGNORE INTO {qualified(BOOKKEEPING_DB, MARKER_TABLE)} (migration_id) VALUES (%s)",
-                        (migration_id,))
+            cur.execute(f"INSERT IGNORE INTO {qualified(BOOKKEEPING_DB, MARKER_TABLE)} (migration_id, target)"
+                        " VALUES (%s, %s)", (migration_id, _target(hook, target)))
             if cur.rowcount == 0:
                 conn.rollback()
                 return "final insert already ran (marker found); not run again"

@@ -29,7 +29,8 @@ def migration_run_id(migration: Migration, now: datetime | None = None) -> str:
 class ClaimMigrationsOperator(BaseOperator):
     """Unstage each staged migration; return TriggerDagRunOperator kwargs for those we own."""
 
-    template_fields: Sequence[str] = ()
+    # An XComArg is resolved (not Jinja-rendered) and makes the sensor upstream.
+    template_fields: Sequence[str] = ("staged",)
 
     def __init__(self, *, staged: Any, shift_api_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
