@@ -322,11 +322,18 @@ def test_https_with_a_client_certificate(tmp_path, monkeypatch):
         refused = shift_client("--ssl-ca", pki["ca"], "get", str(mid), url=api.url)
         assert refused.returncode == 2 and "cannot reach" in refused.stderr
 
-        # a server we do not trust: verification fails even with our client certificate
+        # a server we do not trust: verification fails even with our client certificate, and a
+        # TLS failure is not retried (it will not heal)
         monkeypatch.setenv("AIRFLOW_CONN_SHIFT_API", json.dumps({"conn_type": "shift_api", "extra": {
             "base_url": api.url, "cert": pki["client"], "key": pki["client_key"]}}))
-        with pytest.raises(ShiftApiError):
-            ShiftApiHook(retry_limit=1, retry_delay=0.05).staged()
+        with pytest.raises(ShiftApiError, match=r"gave up after 1 attempt\(s\).*CERTIFICATE_VERIFY_FAILED"):
+            ShiftApiHook(retry_limit=5, retry_delay=0.05).staged()
+
+        # a certificate file that is not there is a clear error, not an OSError from deep inside requests
+        monkeypatch.setenv("AIRFLOW_CONN_SHIFT_API", json.dumps({"conn_type": "shift_api", "extra": {
+            "base_url": api.url, "cert": str(tmp_path / "missing.pem"), "key": pki["client_key"], "ca": pki["ca"]}}))
+        with pytest.raises(ShiftApiError, match="call staged .* failed: .*missing.pem"):
+            ShiftApiHook(retry_limit=5, retry_delay=0.05).staged()
 
 
 # -- ambiguous unstage -------------------------------------------------------------------------

@@ -224,7 +224,9 @@ class ShiftApiHook(HttpHook):
             stop=tenacity.stop_after_attempt(self.retry_limit) | tenacity.stop_before_delay(self.max_retry_seconds),
             wait=tenacity.wait_exponential(multiplier=self.retry_delay, min=self.retry_delay,
                                            max=max(self.retry_delay, 30.0)),
-            retry=tenacity.retry_if_exception_type(_RETRY_ON),
+            # a TLS failure (bad certificate, untrusted server) will not heal by retrying
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, _RETRY_ON) and not isinstance(exc, requests.exceptions.SSLError)),
             before_sleep=lambda state: self.log.warning(
                 "%s failed (attempt %d): %s; retrying", self._describe(name, method, endpoint),
                 state.attempt_number, state.outcome.exception(),
@@ -241,6 +243,8 @@ class ShiftApiHook(HttpHook):
                 f"{self.max_retry_seconds:g}s): {exc}",
                 status_code=getattr(exc, "status_code", None),
             ) from exc
+        except (requests.RequestException, OSError) as exc:  # bad URL, unreadable cert file, ...
+            raise ShiftApiError(f"{self._describe(name, method, endpoint)} failed: {exc}") from exc
 
     def _json(self, name: str, method: str, endpoint: str, response: Response) -> Any:
         """Decode a 2xx answer; a 4xx raises ShiftApiError carrying the API's errors."""
