@@ -1,0 +1,184 @@
+"""Pause, resume, cancel, stop file and kill -9 of a running copy, end to end on the real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+
+from shift_provider.codes import Status
+from tests.operators.test_copy import (
+    COPY_DAG,
+    Background,
+    claim,
+    copying,
+    local_log,
+    shift_log,
+    start_copy,
+    state_of,
+    when,
+)
+from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
+from tests.support.airflow import run_dag, task_states, xcoms
+from tests.support.tables import (
+    BackgroundWriter,
+    columns_of,
+    content_checksum,
+    create_sample_table,
+    tables_in,
+    triggers_on,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROWS = 40000
+
+
+def assert_swap_matches(primary, database, table, writer):
+    """Stop the writer, do the rename step's atomic swap, compare the original columns."""
+    writer.stop()
+    original = columns_of(primary, database, table)
+    primary.execute(f"RENAME TABLE `{database}`.`{table}` TO `{database}`.`{table}_old`, "
+                    f"`{database}`.`_{table}_new` TO `{database}`.`{table}`")
+    assert content_checksum(primary, database, table, original) == \
+        content_checksum(primary, database, f"{table}_old", original)
+    assert writer.missing_rows() == set()
+    assert "extra" in columns_of(primary, database, table)
+
+
+def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, primary, database):
+    create_sample_table(primary, database, "t", ROWS)
+    conf = start_copy(shift_api, database, "t")
+    mid = conf["id"]
+    writer = BackgroundWriter(primary, database, "t").start()
+    pauser = Background(lambda: (when(copying(shift_api, mid)), shift_api.human("pause", mid))[1])
+    pauser.start()
+    run = run_dag(COPY_DAG, conf)
+    assert pauser.join_checked().status_code == 200
+    assert task_states(run) == {"copy": "success"}
+    assert xcoms(run)["copy"]["copy_outcome"] == "stopped:paused"
+    migration = shift_api.migration(mid)
+    assert migration["status"] == Status.PAUSING and migration["staged"] and migration["run_host"] is None
+    assert 0 < float(migration["copy_percentage"]) < 100
+    assert state_of(shift_api, mid).copy_status == "stopped"
+    assert not [p for p in psutil.process_iter(["cmdline"]) if f"D={database}" in " ".join(p.info["cmdline"] or [])]
+    assert "stopping pt-osc: shift moved migration" in local_log(copy_env, mid)
+
+    # The pause step: no copy holds it any more, so paused (12) at once.
+    run = run_dag("shift_test_pause", claim(shift_api, mid))
+    assert task_states(run) == {"pause": "success"}
+    assert shift_api.migration(mid)["status"] == Status.PAUSED
+
+    # A human resumes: 3 staged again; the copy cleans up the partial attempt and copies again.
+    assert shift_api.human("resume", mid).status_code == 200
+    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    assert task_states(run) == {"copy": "success"}
+    assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    log = local_log(copy_env, mid)
+    assert "an earlier copy attempt left triggers" in log and "has no --resume" in log
+    assert "has triggers" not in log
+    assert state_of(shift_api, mid).copy_attempts == 2
+    assert shift_log(shift_api, mid) == log
+    assert_swap_matches(primary, database, "t", writer)
+
+
+def test_cancel_mid_copy_removes_triggers_and_shadow_table(copy_env, shift_api, primary, database):
+    create_sample_table(primary, database, "t", ROWS)
+    conf = start_copy(shift_api, database, "t")
+    mid = conf["id"]
+    canceler = Background(lambda: (when(copying(shift_api, mid)), shift_api.human("cancel", mid))[1])
+    canceler.start()
+    run = run_dag(COPY_DAG, conf)
+    assert canceler.join_checked().status_code == 200
+    assert task_states(run) == {"copy": "success"}
+    assert xcoms(run)["copy"]["copy_outcome"] == "stopped:canceled"
+    assert triggers_on(primary, database, "t") and "_t_new" in tables_in(primary, database)
+
+    cancel_conf = claim(shift_api, mid)
+    run = run_dag("shift_test_cancel", cancel_conf)
+    assert task_states(run) == {"cancel": "success"}
+    assert triggers_on(primary, database) == []
+    assert tables_in(primary, database) == ["t"]
+    assert columns_of(primary, database, "t") == ["id", "name", "amount", "created"]
+    assert any(name.endswith("_t_new") for name in tables_in(primary, "_pending_drops"))
+    migration = shift_api.migration(mid)
+    assert migration["status"] == Status.CANCELED and migration["run_host"] is None
+    # Idempotent: a second run finds nothing left to do.
+    run = run_dag("shift_test_cancel", cancel_conf)
+    assert task_states(run) == {"cancel": "success"}
+    assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
+
+
+def test_pause_and_cancel_without_a_running_copy(copy_env, shift_api, primary, database):
+    create_sample_table(primary, database, "t", 100)
+    paused = shift_api.create("ALTER TABLE t ADD COLUMN extra INT", database=database)
+    shift_api.drive_to_start(paused["id"])
+    assert shift_api.human("pause", paused["id"]).status_code == 200
+    run = run_dag("shift_test_pause", claim(shift_api, paused["id"]))
+    assert task_states(run) == {"pause": "success"}
+    assert shift_api.migration(paused["id"])["status"] == Status.PAUSED
+
+    canceled = shift_api.create("ALTER TABLE t ADD COLUMN extra INT", database=database)
+    shift_api.drive_to_start(canceled["id"])
+    assert shift_api.human("cancel", canceled["id"]).status_code == 200
+    run = run_dag("shift_test_cancel", claim(shift_api, canceled["id"]))
+    assert task_states(run) == {"cancel": "success"}
+    assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
+
+
+def test_stop_file_stops_the_copy_and_offers_the_migration_back(copy_env, shift_api, primary, database):
+    create_sample_table(primary, database, "t", ROWS)
+    conf = start_copy(shift_api, database, "t")
+    mid = conf["id"]
+    stopper = Background(lambda: (when(copying(shift_api, mid)), open(copy_env.stop_file_path, "w").close()))
+    stopper.start()
+    run = run_dag(COPY_DAG, conf)
+    stopper.join_checked()
+    assert task_states(run) == {"copy": "success"}
+    assert xcoms(run)["copy"]["copy_outcome"] == "stopped:stop_file"
+    migration = shift_api.migration(mid)
+    assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"] and migration["run_host"] is None
+    assert "offered back" in shift_log(shift_api, mid)
+
+
+def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shift_api, primary, database):
+    create_sample_table(primary, database, "t", ROWS)
+    conf = start_copy(shift_api, database, "t")
+    mid = conf["id"]
+    writer = BackgroundWriter(primary, database, "t").start()
+    airflow = subprocess.Popen([os.path.join(REPO, ".venv/bin/airflow"), "dags", "test", COPY_DAG, "-c",
+                                json.dumps(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True, env=os.environ.copy())
+    try:
+        when(copying(shift_api, mid), timeout=120)
+
+        def ptosc_processes():
+            return [p for p in psutil.Process(airflow.pid).children(recursive=True)
+                    if "pt-online-schema-change" in " ".join(p.cmdline())]
+
+        ptosc = when(ptosc_processes, timeout=10)[0]
+        task_process = psutil.Process(ptosc.ppid())
+        assert ptosc.pid == os.getpgid(ptosc.pid)  # its own process group
+        task_process.send_signal(signal.SIGKILL)  # on_kill cannot run
+        gone, alive = psutil.wait_procs([ptosc], timeout=10)
+        assert not alive, "pt-osc outlived the killed task"
+    finally:
+        try:
+            os.killpg(airflow.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        airflow.wait(timeout=30)
+    migration = shift_api.migration(mid)
+    assert migration["status"] == Status.COPY_IN_PROGRESS and migration["run_host"]  # still pinned: it died
+    assert state_of(shift_api, mid).copy_status == "running"
+
+    # The runner runs the copy again (Airflow's retry, or a re-claim): it cleans up and copies anew.
+    run = run_dag(COPY_DAG, conf)
+    assert task_states(run) == {"copy": "success"}
+    assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    log = local_log(copy_env, mid)
+    assert "an earlier copy attempt left triggers" in log
+    assert_swap_matches(primary, database, "t", writer)
