@@ -30,3 +30,38 @@ def claim_and_run() -> list[tuple[str, Any]]:
     sensor_run = run_dag("shift_staged_migrations")
     assert str(sensor_run.state) == "success", f"sensor DAG run ended {sensor_run.state}"
     return [(run_id, run_dag("shift_migration", conf)) for run_id, conf in queued_migration_runs()]
+
+
+def spawn_migration_run(conf: dict[str, Any], workdir) -> Any:
+    """Run one shift_migration run in its own process (``airflow dags test``), as another worker would.
+
+    It gets a private copy of the (migrated) metadata database, so it and this
+    process never contend for one SQLite file.
+    """
+    import json
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    home = Path(workdir)
+    home.mkdir(parents=True, exist_ok=True)
+    source_db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+    shutil.copy(source_db, home / "airflow.db")
+    env = dict(os.environ, AIRFLOW_HOME=str(home),
+               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}")
+    log = open(home / "run.log", "wb")  # noqa: SIM115 - owned by the process object
+    process = subprocess.Popen(
+        [str(Path(__file__).resolve().parents[2] / ".venv/bin/airflow"), "dags", "test", "shift_migration",
+         "-c", json.dumps(conf)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    process.log_path = home / "run.log"
+    return process
+
+
+def claim_only() -> list[tuple[str, dict[str, Any]]]:
+    """One sensor DAG run; returns the (run_id, conf) it queued, without running them."""
+    sensor_run = run_dag("shift_staged_migrations")
+    assert str(sensor_run.state) == "success", f"sensor DAG run ended {sensor_run.state}"
+    return queued_migration_runs()
