@@ -399,3 +399,24 @@ def retire_old_table(hook, database: str, old_table: str, target: tuple[str, str
     hook.run([f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}",
               f"RENAME TABLE {qualified(database, old_table)} TO {qualified(*target)}"])
     return f"moved to `{target[0]}`.`{target[1]}`"
+
+
+def end_stats(hook, database: str, table: str, lock_wait_timeout: int, log) -> schema_ops.TableStats:
+    """The swapped-in table's stats, refreshed first: after the RENAME, InnoDB reads the shadow
+    table's persistent stats as they were when pt-osc created it (0 rows) until its background
+    recalculation runs. ``ANALYZE`` samples a few pages, does not wait for running queries on
+    MariaDB 10.11, and stays out of the binlog; if it cannot run, the stale stats are sent.
+    """
+    conn = hook.get_conn()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),))
+            cur.execute(f"ANALYZE NO_WRITE_TO_BINLOG TABLE {qualified(database, table)}")
+            problems = [row for row in cur.fetchall() if str(row[2]).lower() not in ("status", "note")]
+        if problems:
+            log.warning("ANALYZE TABLE `%s`.`%s` said %s; the end stats may be stale", database, table, problems)
+    except Exception as exc:  # stats are informative: never fail the rename for them
+        log.warning("ANALYZE TABLE `%s`.`%s` failed (%s); the end stats may be stale", database, table, exc)
+    finally:
+        conn.close()
+    return schema_ops.table_stats(hook, database, table)

@@ -152,7 +152,8 @@ class RenameOperator(ShiftMigrationOperator):
         self._done("retire", state)
 
     def send_end_stats(self, hook, migration: Migration, state: MigrationState) -> None:
-        stats = schema_ops.table_stats(hook, migration.database, migration.table)
+        stats = rename_steps.end_stats(hook, migration.database, migration.table,
+                                       self.settings.rename_lock_wait_timeout, self.log)
         self.api.update(migration.id, **stats.as_update("end"))
         self.log.info("stats: %s", stats)
         self._done("stats", state)
