@@ -183,7 +183,7 @@ def test_final_insert_rejected_by_the_database(env):
 
 def test_drop_prepare_needs_the_table(env):
     conf = env.claim("DROP TABLE missing_table")
-    run = run_dag("shift_test_prepare", conf)
+    run = run_dag("shift_test_dry_run", conf)
     assert task_states(run)["dry_run"] == "failed"
     assert "does not exist" in failed_in_shift(env, conf["id"])
 
@@ -208,7 +208,7 @@ def test_ddl_that_does_not_match_the_migration_is_refused_before_any_sql(env, ta
     create_sample_table(env.primary, env.database, "victim", 3)
     conf = env.claim("ALTER TABLE victim ADD COLUMN c INT")
     conf.update(table=table, ddl_statement=ddl)
-    run = run_dag("shift_test_prepare", conf)
+    run = run_dag("shift_test_validate_final_insert", conf)
     assert task_states(run)["validate_final_insert"] == "failed"
     assert why in failed_in_shift(env, conf["id"])
     assert tables_in(env.primary, env.database) == ["victim"]
@@ -219,7 +219,7 @@ def test_backticks_in_names_are_refused_by_the_model(env):
     create_sample_table(env.primary, env.database, "victim", 3)
     conf = env.claim("ALTER TABLE victim ADD COLUMN c INT")
     conf["database"] = "x`; DROP DATABASE mysql; --"
-    run = run_dag("shift_test_prepare", conf)
+    run = run_dag("shift_test_validate_final_insert", conf)
     assert task_states(run)["validate_final_insert"] == "failed"
     # A malformed conf is refused before any SQL; shift is left alone (the claim step reports those).
     migration = env.api.migration(conf["id"])
