@@ -17,9 +17,6 @@ TIMESTAMPED = re.compile(r"^\d{17}_(?P<table>.+)$")
 
 @pytest.fixture
 def env(primary, database, shift_api, shift_settings, airflow_home):
-    # Each test's shift API numbers migrations from 1, while the final-insert markers live on the
-    # session's primary: start every test without markers of earlier tests' migration 1.
-    primary.execute(f"DROP TABLE IF EXISTS {q(BOOKKEEPING_DB)}.{q(MARKER_TABLE)}")
     env = Env(primary, database, shift_api, shift_settings)
     env.settings()
     yield env
@@ -57,9 +54,11 @@ class Env:
             "migration_id": migration_id, "file_type": 1, "contents": yaml.safe_dump(state)})
         assert response.status_code == 200, response.text
 
-    def marker_rows(self, migration_id: int) -> int:
+    def marker_rows(self, migration_id: int, table: str) -> int:
+        """Final-insert markers of this migration (keyed by id and `db.table`; ids restart per test API)."""
         return self.primary.query(f"SELECT COUNT(*) FROM {q(BOOKKEEPING_DB)}.{q(MARKER_TABLE)} "
-                                  "WHERE migration_id = %s", (migration_id,))[0][0]
+                                  "WHERE migration_id = %s AND target = %s",
+                                  (migration_id, f"{self.database}.{table}"))[0][0]
 
 
 def test_short_run_alter_changes_the_schema_and_inserts_once(env):
@@ -75,7 +74,7 @@ def test_short_run_alter_changes_the_schema_and_inserts_once(env):
     # Cleared and re-run after it completed: nothing changes, no second final insert.
     assert env.run(conf) == "success"
     assert env.count("employees") == 101
-    assert env.marker_rows(conf["id"]) == 1
+    assert env.marker_rows(conf["id"], "employees") == 1
     assert env.status(conf["id"]) == 8
 
 
@@ -216,7 +215,7 @@ def test_final_insert_failure_fails_the_migration(env):
     migration = env.api.migration(conf["id"])
     assert migration["status"] == 10 and "final_insert failed" in migration["error_message"]
     assert "salary" in columns_of(env.primary, env.database, "employees")
-    assert env.marker_rows(conf["id"]) == 0  # rolled back with it: a fixed re-run may still insert
+    assert env.marker_rows(conf["id"], "employees") == 0  # rolled back with it: a fixed re-run may still insert
 
 
 def test_long_run_alter_is_not_run_directly(env):
