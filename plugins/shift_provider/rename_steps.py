@@ -205,8 +205,8 @@ def sync_triggers(hook, database: str, table: str, new_table: str) -> dict[str, 
     return {event: name for name, event, body in rows if target in (body or "")}
 
 
-def row_counts(hook, database: str, table: str, new_table: str,
-               exact_max_rows: int = EXACT_COUNT_MAX_ROWS) -> tuple[int, int, bool]:
+def row_counts(hook, database: str, table: str, new_table: str, exact_max_rows: int, lock_wait_timeout: int,
+               log) -> tuple[int, int, bool]:
     """(original rows, new rows, exact?): COUNT(*) in one snapshot when both are small, estimates otherwise.
 
     In one consistent snapshot the counts of a table and of a shadow table kept by
@@ -214,6 +214,8 @@ def row_counts(hook, database: str, table: str, new_table: str,
     """
     estimates = [schema_ops.table_stats(hook, database, name).table_rows for name in (table, new_table)]
     if max(estimates) > exact_max_rows:
+        analyze(hook, database, [table, new_table], lock_wait_timeout, log)
+        estimates = [schema_ops.table_stats(hook, database, name).table_rows for name in (table, new_table)]
         return estimates[0], estimates[1], False
     conn = hook.get_conn()
     try:
@@ -229,8 +231,8 @@ def row_counts(hook, database: str, table: str, new_table: str,
     return counts[0], counts[1], True
 
 
-def verify_new_table(hook, database: str, table: str, new_table: str, expected: Expectations,
-                     exact_max_rows: int = EXACT_COUNT_MAX_ROWS) -> str:
+def verify_new_table(hook, database: str, table: str, new_table: str, expected: Expectations, *,
+                     exact_max_rows: int, lock_wait_timeout: int, log) -> str:
     """Refuse the swap unless the new table exists, has the new schema, is kept in sync and holds the rows.
 
     Returns a one-line summary for the log.
@@ -251,7 +253,7 @@ def verify_new_table(hook, database: str, table: str, new_table: str, expected: 
         raise MigrationStepError(
             f"refusing to swap: `{database}`.`{table}` has no trigger copying {', '.join(missing)}s into {where}, "
             "so the new table is not kept in sync (writes since the copy would be lost)")
-    original, new, exact = row_counts(hook, database, table, new_table, exact_max_rows)
+    original, new, exact = row_counts(hook, database, table, new_table, exact_max_rows, lock_wait_timeout, log)
     if exact and original != new:
         raise MigrationStepError(
             f"refusing to swap: {where} holds {new} rows but `{database}`.`{table}` holds {original} "
@@ -401,22 +403,35 @@ def retire_old_table(hook, database: str, old_table: str, target: tuple[str, str
     return f"moved to `{target[0]}`.`{target[1]}`"
 
 
-def end_stats(hook, database: str, table: str, lock_wait_timeout: int, log) -> schema_ops.TableStats:
-    """The swapped-in table's stats, refreshed first: after the RENAME, InnoDB reads the shadow
-    table's persistent stats as they were when pt-osc created it (0 rows) until its background
-    recalculation runs. ``ANALYZE`` samples a few pages, does not wait for running queries on
-    MariaDB 10.11, and stays out of the binlog; if it cannot run, the stale stats are sent.
+def analyze(hook, database: str, tables: list[str], lock_wait_timeout: int, log) -> None:
+    """Refresh InnoDB's sampled stats (TABLE_ROWS), best effort.
+
+    After a RENAME, InnoDB reads a table's persistent stats as they were last saved (for
+    pt-osc's shadow table: 0 rows, at its creation) until its background recalculation runs.
+    ``ANALYZE`` samples a few pages and, on MariaDB 10.11, does not wait for running queries;
+    it stays out of the binlog, and engine-independent stats (a full scan) are turned off
+    for the session. Failing here only leaves the stats stale.
     """
     conn = hook.get_conn()
     try:
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),))
-            cur.execute(f"ANALYZE NO_WRITE_TO_BINLOG TABLE {qualified(database, table)}")
+            try:
+                cur.execute("SET SESSION use_stat_tables = 'NEVER'")
+            except Exception:  # not MariaDB: there are no engine-independent stats to avoid
+                pass
+            names = ", ".join(qualified(database, t) for t in tables)
+            cur.execute(f"ANALYZE NO_WRITE_TO_BINLOG TABLE {names}")
             problems = [row for row in cur.fetchall() if str(row[2]).lower() not in ("status", "note")]
         if problems:
-            log.warning("ANALYZE TABLE `%s`.`%s` said %s; the end stats may be stale", database, table, problems)
+            log.warning("ANALYZE TABLE %s said %s; the stats may be stale", names, problems)
     except Exception as exc:  # stats are informative: never fail the rename for them
-        log.warning("ANALYZE TABLE `%s`.`%s` failed (%s); the end stats may be stale", database, table, exc)
+        log.warning("ANALYZE TABLE in `%s` failed (%s); the stats may be stale", database, exc)
     finally:
         conn.close()
+
+
+def end_stats(hook, database: str, table: str, lock_wait_timeout: int, log) -> schema_ops.TableStats:
+    """The swapped-in table's stats, refreshed first (see ``analyze``)."""
+    analyze(hook, database, [table], lock_wait_timeout, log)
     return schema_ops.table_stats(hook, database, table)

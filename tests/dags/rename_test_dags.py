@@ -35,6 +35,9 @@ class FaultyRenameOperator(RenameOperator):
 with DAG("shift_test_rename", **_COMMON):
     RenameOperator(task_id="rename")
 
+with DAG("shift_test_rename_by_estimate", **_COMMON):
+    RenameOperator(task_id="rename", exact_count_max_rows=0)  # row counts by information_schema estimate
+
 for _substep in SUBSTEPS:
     with DAG(f"shift_test_rename_fail_after_{_substep}", **_COMMON):
         FaultyRenameOperator(task_id="rename", fail_after=_substep)

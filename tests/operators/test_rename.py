@@ -161,11 +161,23 @@ def succeeded(run) -> bool:
 # --- the whole life -----------------------------------------------------------------------------
 
 def test_prepare_copy_rename_with_writes_across_the_swap(env):
-    payload = env.prepared(rows=20000)
+    """The whole long ALTER through the step DAGs: prepare, copy, rename, with writes all along."""
+    create_sample_table(env.primary, env.database, TABLE, 20000)
+    env.primary.execute(f"CREATE TABLE {q(env.database)}.rename_audit "
+                        "(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64) NOT NULL)")
+    created = env.api.create(ddl=DDL, database=env.database, final_insert=FINAL_INSERT,
+                             custom_options={"recursion_method": "none"})
+    mid = created["id"]
     writer = BackgroundWriter(env.primary, env.database, TABLE, interval=0.002).start()
     try:
-        env.copy(payload)
-        conf = env.to_rename(payload["id"])
+        run = run_dag("shift_test_prepare", env.api.machine("unstage", mid))
+        assert succeeded(run), task_states(run)
+        for step, extra in (("approve", {"runtype": "long"}), ("start", {})):
+            assert env.api.human(step, mid, **extra).status_code == 200
+        run = run_dag("shift_test_copy", env.api.machine("unstage", mid))
+        assert succeeded(run), task_states(run)
+        assert env.api.migration(mid)["status"] == 4
+        conf = env.to_rename(mid)
         time.sleep(0.3)
         run = run_dag("shift_test_rename", conf)
         time.sleep(0.3)  # writes keep landing on the renamed table
@@ -179,15 +191,15 @@ def test_prepare_copy_rename_with_writes_across_the_swap(env):
     (old,) = env.old_tables(env.pending)
     assert triggers_on(env.primary, env.database) == [] and triggers_on(env.primary, env.pending) == []
     assert "note" not in columns_of(env.primary, env.pending, old)
-    migration = env.api.migration(payload["id"])
+    migration = env.api.migration(mid)
     assert migration["status"] == 8
     for key in ("table_rows", "table_size", "index_size"):
         assert migration[f"{key}_start"] is not None and migration[f"{key}_end"] is not None, migration
     assert migration["table_rows_end"] > 15000 and migration["index_size_end"] > migration["index_size_start"]
     assert env.primary.query(f"SELECT note FROM {q(env.database)}.rename_audit") == [("orders renamed",)]
-    state = env.state(payload["id"])
+    state = env.state(mid)
     assert state.old_table == old and state.retired_to == f"{env.pending}.{old}"
-    assert sorted(state.steps_done) == sorted(step_key(s) for s in SUBSTEPS)
+    assert sorted(s for s in state.steps_done if s.startswith("rename.")) == sorted(step_key(s) for s in SUBSTEPS)
     # Cleared and run again once completed: nothing happens.
     before = content_checksum(env.primary, env.database, TABLE)
     assert succeeded(run_dag("shift_test_rename", conf))
@@ -347,3 +359,23 @@ def test_alter_expectations():
     assert alter_expectations("ENGINE=InnoDB").may_keep_definition
     assert alter_expectations("ADD COLUMN IF NOT EXISTS z INT").may_keep_definition
     assert alter_expectations("ADD INDEX (a), ADD (x INT, y INT)").added_indexes == set()
+
+
+# --- large tables: row counts by estimate ------------------------------------------------------
+
+@pytest.mark.parametrize("rows_deleted", [0, ROWS - 600])
+def test_row_counts_by_estimate(env, rows_deleted):
+    """Above exact_count_max_rows the estimates are compared (here forced with a bound of 0 rows)."""
+    conf = env.ready()
+    if rows_deleted:  # a shadow table far short of rows (triggers do not fire on it)
+        env.primary.execute(f"DELETE FROM {NEW_TABLE} WHERE id > {ROWS - rows_deleted}", database=env.database)
+    run = run_dag("shift_test_rename_by_estimate", conf)
+    migration = env.api.migration(conf["id"])
+    if rows_deleted:
+        assert task_states(run) == {"rename": "failed"}
+        assert migration["status"] == 10
+        assert "(information_schema estimates; tolerance 1500 rows)" in migration["error_message"], migration
+        assert "note" not in columns_of(env.primary, env.database, TABLE)
+    else:
+        assert succeeded(run), task_states(run)
+        assert migration["status"] == 8

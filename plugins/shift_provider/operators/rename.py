@@ -120,8 +120,9 @@ class RenameOperator(ShiftMigrationOperator):
             self.log.info("swap: already done (`%s` is gone, `%s` has the new schema, the old table is `%s`)",
                           state.new_table, table, state.old_table)
         else:
-            self.log.info("swap: %s", rename_steps.verify_new_table(hook, db, table, state.new_table, self.expected,
-                                                                     self.exact_count_max_rows))
+            self.log.info("swap: %s", rename_steps.verify_new_table(
+                hook, db, table, state.new_table, self.expected, exact_max_rows=self.exact_count_max_rows,
+                lock_wait_timeout=self.settings.rename_lock_wait_timeout, log=self.log))
             attempt = rename_steps.swap_tables(hook, db, table, state.new_table, state.old_table,
                                                self.settings.rename_lock_wait_timeout, self.settings.rename_retries,
                                                self.log)
