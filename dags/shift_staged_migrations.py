@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from airflow.sdk import DAG
 
 from shift_provider.operators.claim import ClaimMigrationsOperator, TriggerMigrationRunOperator
@@ -12,6 +14,9 @@ with DAG(
     # A new run starts as soon as the last one ends; one at a time, so two runs
     # never race for the same migration (and the API's unstage guards that too).
     schedule="@continuous",
+    # A start date in the past: without one, @continuous gives its first run a
+    # zero-length interval and the second run collides with it (Airflow 3.3).
+    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     max_active_runs=1,
     catchup=False,
     tags=["shift"],
