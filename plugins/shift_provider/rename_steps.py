@@ -278,7 +278,8 @@ def swap_state(hook, database: str, table: str, new_table: str, old_table: str, 
     ``old_location`` is where the old table is retired to, (database, name), or None;
     ``old_dropped`` says the state file recorded dropping it. Done iff the new table is
     gone, the old one exists (here or retired) or was dropped, and ``t`` has the new
-    schema; not done iff ``t`` and the new table exist and the old one does not. Anything else is refused: a human must look.
+    schema; not done iff ``t`` and the new table exist and the old one does not. Anything
+    else is refused: a human must look.
     """
     have_table = schema_ops.table_exists(hook, database, table)
     have_new = schema_ops.table_exists(hook, database, new_table)
@@ -363,6 +364,12 @@ def leftover_triggers(hook, database: str, old_table: str, known: list[str]) -> 
     """pt-osc's triggers (or the state file's) that followed the old table through the swap."""
     return [name for name in schema_ops.triggers_on(hook, database, old_table)
             if name.startswith(schema_ops.PTOSC_TRIGGER_PREFIX) or name in known]
+
+
+def drop_triggers(hook, database: str, names: list[str], lock_wait_timeout: int) -> None:
+    """DROP TRIGGER needs the old table's metadata lock: bounded like the swap, never an open-ended wait."""
+    hook.run([f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}",
+              *(f"DROP TRIGGER IF EXISTS {qualified(database, name)}" for name in names)])
 
 
 def retire_target(settings: Settings, database: str, old_table: str) -> tuple[str, str] | None:

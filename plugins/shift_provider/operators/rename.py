@@ -134,7 +134,7 @@ class RenameOperator(ShiftMigrationOperator):
         """pt-osc's triggers now hang on the old table and write to a table that is gone: drop them."""
         names = rename_steps.leftover_triggers(hook, migration.database, state.old_table, state.triggers)
         if names:
-            schema_ops.drop_triggers(hook, migration.database, names)
+            rename_steps.drop_triggers(hook, migration.database, names, self.settings.rename_lock_wait_timeout)
             self.log.info("drop_triggers: dropped %s from `%s`", names, state.old_table)
         else:
             self.log.info("drop_triggers: no triggers left on `%s`", state.old_table)
