@@ -78,7 +78,7 @@ def wait_status(migration_id: int, statuses: set[int], timeout: float, what: str
     last = None
     while time.monotonic() < deadline:
         migration = client("get", str(migration_id))
-        if migration["status"] != last or migration.get("copy_percentage") is not None:
+        if migration["status"] != last or migration["status"] == 3 and migration.get("copy_percentage") is not None:
             pct = migration.get("copy_percentage")
             say(f"migration {migration_id}: status {migration['status']}" + (f", copy {pct}%" if pct is not None else ""))
             last = migration["status"]
@@ -86,8 +86,21 @@ def wait_status(migration_id: int, statuses: set[int], timeout: float, what: str
             return migration
         if migration["status"] in (10, 13):
             raise SystemExit(f"[demo] migration {migration_id} failed: {migration.get('error_message')}")
-        time.sleep(2)
+        time.sleep(1)
     raise SystemExit(f"[demo] timed out waiting for {what}")
+
+
+def airflow_get(path: str) -> dict:
+    with urllib.request.urlopen(f"http://localhost:{AIRFLOW_PORT}/api/v2/{path}", timeout=10) as response:
+        return json.load(response)
+
+
+def copy_xcom(migration_id: int) -> object:
+    """The copy task's copy_percentage XCom, read back through Airflow's own REST API."""
+    runs = airflow_get("dags/shift_migration/dagRuns")["dag_runs"]
+    copy_run = [r["dag_run_id"] for r in runs if r["dag_run_id"].startswith(f"mig-{migration_id}-copy-")][-1]
+    entry = airflow_get(f"dags/shift_migration/dagRuns/{copy_run}/taskInstances/copy.on_demo/xcomEntries/copy_percentage")
+    return copy_run, entry["value"]
 
 
 def start() -> None:
@@ -153,6 +166,8 @@ def start() -> None:
     assert "salary" in columns, columns
     say(f"migration {mid} completed: demo.employees now has columns {columns}; "
         f"rows {done.get('table_rows_start')} -> {done.get('table_rows_end')}")
+    copy_run, percentage = copy_xcom(mid)
+    say(f"Airflow shows run {copy_run}, task copy.on_demo, XCom copy_percentage = {percentage}")
     say(f"Airflow keeps running at http://localhost:{AIRFLOW_PORT}; stop everything with `make demo-stop`")
 
 
