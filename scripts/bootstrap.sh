@@ -7,8 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 UV_VERSION="0.13.9"
-APT_PACKAGES=(mariadb-server mariadb-client percona-toolkit pkg-config libmariadb-dev python3-venv)
-if [ "${SHIFT_WITH_CELERY:-0}" = "1" ]; then APT_PACKAGES+=(redis-server); fi
+APT_PACKAGES=(mariadb-server mariadb-client percona-toolkit pkg-config libmariadb-dev python3-venv redis-server)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
