@@ -157,3 +157,109 @@ def test_progress_reaches_xcom_and_shift_in_order(copy_env, shift_api, primary, 
     assert len(percentages) >= 2 and percentages == sorted(percentages)
     # Every line carries a timestamp and its stream.
     assert all(line[:4] == "2026" or line[:2] == "20" for line in log.splitlines())
+
+
+def live_xcom(key: str, dag_id: str = COPY_DAG):
+    """The newest value of an XCom key of ``dag_id``, read while its task still runs."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    try:
+        with create_session() as session:
+            row = (session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.key == key)
+                   .order_by(XComModel.timestamp.desc()).first())
+            return XComModel.deserialize_value(row) if row is not None else None
+    except Exception:  # SQLite busy while the task writes: ask again
+        return None
+
+
+def test_stopped_replica_makes_ptosc_wait_and_says_why(airflow_home, shift_settings, shift_api, cluster, ptosc):
+    source, replica = cluster
+    settings = shift_settings(ptosc_extra_args=SLOW_COPY, pt_osc_path=ptosc[0], host_override=source.host,
+                              port_override=source.port)
+    database = "lagged"
+    create_sample_table(source, database, "t", 20000)
+    # pt-osc finds replicas on loopback (distinct ports) through a DSN table.
+    source.execute(f"CREATE TABLE `{database}`.dsns (id INT AUTO_INCREMENT PRIMARY KEY, parent_id INT NULL,"
+                   " dsn VARCHAR(255) NOT NULL)",
+                   f"INSERT INTO `{database}`.dsns (dsn) VALUES ('h=127.0.0.1,P={replica.port}')")
+    replica.wait_replica_caught_up(source)
+    replica.execute("STOP SLAVE SQL_THREAD")
+    conf = start_copy(shift_api, database, "t", recursion_method=f"dsn=D={database},t=dsns",
+                      max_replication_lag="1")
+    log_path = Path(settings.log_dir) / f"id-{conf['id']}" / "ptosc-output.log"
+
+    def release_replica():
+        try:
+            reason = when(lambda: live_xcom("waiting_reason"), timeout=90, interval=0.3)
+            time.sleep(2)  # pt-osc really waits: no progress while the replica is stopped
+            return reason
+        finally:  # never leave pt-osc waiting forever, even when the assertion fails
+            replica.execute("START SLAVE SQL_THREAD")
+
+    live_xcom("waiting_reason")  # configure the ORM mappers here, not in the thread (import lock)
+    releaser = Background(release_replica)
+    releaser.start()
+    run = run_dag(COPY_DAG, conf)
+    reason = releaser.join_checked(timeout=120)
+    assert task_states(run) == {"copy": "success"}
+    assert shift_api.migration(conf["id"])["status"] == Status.AWAITING_RENAME
+    # pt-osc names the replica by its report host: "(1) Replica 'vm' is stopped.  Waiting."
+    assert "Replica" in reason and "Waiting" in reason
+    values = xcoms(run)["copy"]
+    assert values["waiting_reason"] is None and "Replica" in values["last_waiting_reason"]
+    assert values["copy_percentage"] == 100
+    log = log_path.read_text()
+    assert reason in log
+    assert "pt-osc is waiting" not in log  # the task log has that; the file holds pt-osc's own lines
+
+
+def test_ptosc_failure_becomes_a_resumable_error_with_the_tools_message(copy_env, shift_api, primary, database):
+    primary.execute(f"CREATE TABLE `{database}`.nokey (a INT, b INT)",
+                    f"INSERT INTO `{database}`.nokey VALUES (1, 2), (3, 4)")
+    conf = start_copy(shift_api, database, "nokey")
+    run = run_dag(COPY_DAG, conf)
+    assert task_states(run) == {"copy": "failed"}
+    migration = shift_api.migration(conf["id"])
+    assert migration["status"] == Status.ERROR and migration["run_host"] is None
+    assert "pt-online-schema-change exited" in migration["error_message"]
+    assert "PRIMARY KEY" in migration["error_message"] or "unique" in migration["error_message"].lower()
+    assert state_of(shift_api, conf["id"]).copy_status == "failed"
+    assert "PRIMARY" in shift_log(shift_api, conf["id"]) or "unique" in shift_log(shift_api, conf["id"]).lower()
+
+
+def test_sigterm_kills_ptosc_and_offers_the_migration_back(copy_env, shift_api, primary, database):
+    import json
+    import os
+    import signal
+    import subprocess
+
+    import psutil
+
+    create_sample_table(primary, database, "t", 40000)
+    conf = start_copy(shift_api, database, "t")
+    mid = conf["id"]
+    repo = Path(__file__).resolve().parents[2]
+    airflow = subprocess.Popen([str(repo / ".venv/bin/airflow"), "dags", "test", COPY_DAG, "-c", json.dumps(conf)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                               env=os.environ.copy())
+    try:
+        when(copying(shift_api, mid), timeout=120)
+        ptosc_process = when(lambda: [p for p in psutil.Process(airflow.pid).children(recursive=True)
+                                      if "pt-online-schema-change" in " ".join(p.cmdline())], timeout=10)[0]
+        psutil.Process(ptosc_process.ppid()).send_signal(signal.SIGTERM)  # what "mark failed" sends: on_kill
+        gone, alive = psutil.wait_procs([ptosc_process], timeout=10)
+        assert not alive
+        when(lambda: shift_api.migration(mid)["staged"], timeout=30)
+        airflow.wait(timeout=60)
+    finally:
+        try:
+            os.killpg(airflow.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        airflow.wait(timeout=30)
+    migration = shift_api.migration(mid)
+    assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"]  # offered, not errored
+    assert migration["run_host"] is None
+    assert state_of(shift_api, mid).copy_status == "killed"
+    assert "offering the migration back" in shift_log(shift_api, mid)
