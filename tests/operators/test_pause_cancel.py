@@ -182,3 +182,51 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
     log = local_log(copy_env, mid)
     assert "an earlier copy attempt left triggers" in log
     assert_swap_matches(primary, database, "t", writer)
+
+
+def test_a_copy_counts_as_released_when_unpinned_stopped_or_silent_too_long():
+    from datetime import datetime, timedelta, timezone
+
+    from shift_provider.models import Migration
+    from shift_provider.operators.pause import copy_release_reason
+    from shift_provider.state_file import MigrationState
+
+    def migration(run_host):
+        return Migration.from_payload({"id": 1, "database": "d", "table": "t", "ddl_statement": "ALTER TABLE t ADD c INT",
+                                       "status": 11, "host": "h", "port": 3306, "run_host": run_host})
+
+    def state(status, age):
+        updated = (datetime.now(timezone.utc) - timedelta(seconds=age)).isoformat(timespec="seconds")
+        return MigrationState(migration_id=1, copy_status=status, updated_at=updated)
+
+    assert "unpinned" in copy_release_reason(migration(None), state("running", 0), 30)
+    assert "stopped" in copy_release_reason(migration("w1"), state("stopped", 0), 30)
+    assert copy_release_reason(migration("w1"), state("running", 5), 30) is None
+    assert "gone" in copy_release_reason(migration("w1"), state("running", 120), 30)
+
+
+def test_pause_step_waits_for_a_concurrently_running_copy(copy_env, shift_api, primary, database):
+    """The copy runs in its own `airflow dags test` process while the pause step runs here."""
+    create_sample_table(primary, database, "t", ROWS)
+    conf = start_copy(shift_api, database, "t")
+    mid = conf["id"]
+    airflow = subprocess.Popen([os.path.join(REPO, ".venv/bin/airflow"), "dags", "test", COPY_DAG, "-c",
+                                json.dumps(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True, env=os.environ.copy())
+    try:
+        when(copying(shift_api, mid), timeout=120)
+        assert shift_api.migration(mid)["run_host"]  # the copy holds it
+        assert shift_api.human("pause", mid).status_code == 200
+        run = run_dag("shift_test_pause", claim(shift_api, mid))
+        assert task_states(run) == {"pause": "success"}
+        assert airflow.wait(timeout=60) == 0
+    finally:
+        try:
+            os.killpg(airflow.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        airflow.wait(timeout=30)
+    migration = shift_api.migration(mid)
+    assert migration["status"] == Status.PAUSED and migration["run_host"] is None
+    assert state_of(shift_api, mid).copy_status == "stopped"
+    assert triggers_on(primary, database, "t") and "_t_new" in tables_in(primary, database)

@@ -102,6 +102,7 @@ class CopyRun:
         self.handed_back = False
         self._kill_requested = False
         self._killed_finalized = False
+        self._finished = False
         self._busy = True  # False only while waiting for pt-osc output: on_kill may then act at once
         self._percent: int | None = None
         self._eta: int | None = None
@@ -389,6 +390,8 @@ class CopyRun:
         When the main thread was inside a sync or an API call, the hand-back is left to it
         (it sees the flag as soon as pt-osc's pipes close) so no call runs re-entrantly.
         """
+        if self._finished:  # e.g. on_kill after an execution timeout: finish() already cleaned up
+            return
         self._kill_requested = True
         if self.process is not None:
             self.log.warning("task killed: killing pt-osc's process group %s", self.process.pid)
@@ -427,6 +430,7 @@ class CopyRun:
             self.log.info("unpinned run_host")
         except Exception as exc:
             self.log.error("could not unpin run_host of migration %s: %s", self.migration.id, exc)
+        self._finished = True
 
     def note(self, text: str) -> None:
         """Our own lines: the task log and the shift log both say what was done and why."""
