@@ -85,12 +85,14 @@ def test_failure_is_reported_in_the_tools_own_words():
     assert "does not have a PRIMARY KEY" in message and "Copying" not in message
     assert ptosc.is_clean_stderr_end(tail[0]) and not ptosc.is_clean_stderr_end(tail[1])
     assert ptosc.is_clean_stderr_end(None)
+    assert ptosc.failure_message(-9, []) == "pt-online-schema-change exited -9 (killed by SIGKILL)"
 
 
 # -- the child process group ---------------------------------------------------------------------
 
 def test_child_output_streams_line_by_line_from_both_pipes():
-    script = "import sys\nfor i in range(3):\n    print('out', i, flush=True)\n    print('err', i, file=sys.stderr, flush=True)\n"
+    script = ("import sys\nfor i in range(3):\n"
+              "    print('out', i, flush=True)\n    print('err', i, file=sys.stderr, flush=True)\n")
     child = ChildProcess([sys.executable, "-c", script]).start()
     lines = [line for line in child.lines(tick=0.05) if line is not None]
     assert child.wait() == 0

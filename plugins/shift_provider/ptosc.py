@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from enum import Enum
@@ -191,7 +192,13 @@ def parse_line(line: str) -> OutputEvent:
 
 def failure_message(exit_code: int, stderr_tail: list[str]) -> str:
     """The tool's own words first, then what the exit code means."""
-    meaning = EXIT_CODES.get(exit_code, "unknown error")
+    if exit_code < 0:  # subprocess reports death by signal N as -N
+        try:
+            meaning = f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            meaning = f"killed by signal {-exit_code}"
+    else:
+        meaning = EXIT_CODES.get(exit_code, "unknown error")
     lines = [line for line in stderr_tail if line.strip() and parse_line(line).kind == EventKind.OTHER]
     tool_says = " ".join(lines[-5:]).strip()
     return f"pt-online-schema-change exited {exit_code} ({meaning})" + (f": {tool_says}" if tool_says else "")

@@ -192,8 +192,8 @@ def test_a_copy_counts_as_released_when_unpinned_stopped_or_silent_too_long():
     from shift_provider.state_file import MigrationState
 
     def migration(run_host):
-        return Migration.from_payload({"id": 1, "database": "d", "table": "t", "ddl_statement": "ALTER TABLE t ADD c INT",
-                                       "status": 11, "host": "h", "port": 3306, "run_host": run_host})
+        return Migration.from_payload({"id": 1, "database": "d", "table": "t", "status": 11, "host": "h",
+                                       "port": 3306, "run_host": run_host, "ddl_statement": "ALTER TABLE t ADD c INT"})
 
     def state(status, age):
         updated = (datetime.now(timezone.utc) - timedelta(seconds=age)).isoformat(timespec="seconds")

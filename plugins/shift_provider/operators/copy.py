@@ -8,6 +8,8 @@ current, and watches shift: a pause (11), a cancel (9) or the stop file stops pt
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import time
 from collections import deque
@@ -55,6 +57,9 @@ class CopyOperator(ShiftMigrationOperator):
     ui_color = "#fde68a"
 
     def __init__(self, *, stop_grace_seconds: float = 5.0, **kwargs: Any) -> None:
+        # A worker that dies outright (kill -9, lost node) never reaches on_kill: Airflow fails the
+        # task after its heartbeat timeout and runs this callback (in the dag-processor) instead.
+        kwargs.setdefault("on_failure_callback", hand_back_lost_copy)
         super().__init__(**kwargs)
         self.stop_grace_seconds = stop_grace_seconds
         self._copy: CopyRun | None = None
@@ -76,6 +81,43 @@ class CopyOperator(ShiftMigrationOperator):
             self.log.warning("not reporting %s: the copy was already handed back to shift", exc)
             return
         super().report_failure(migration, exc, final=final)
+
+
+def run_host_name() -> str:
+    """The name pinned as run_host: ``SHIFT_RUN_HOST`` when set (several workers on one host), else the host name."""
+    return os.environ.get("SHIFT_RUN_HOST") or socket.gethostname()
+
+
+def hand_back_lost_copy(context: Any) -> None:
+    """on_failure_callback of the copy task: offer back a copy whose worker vanished without a word.
+
+    Only when shift still shows copy in progress, unstaged, and the state file says the copy is
+    running: a copy that ended in any way it could report (done, error, stopped, killed and
+    offered) has already told shift. pt-osc died with the task (parent-death signal), so the
+    next copy may start again; it removes the leftover triggers and shadow table first.
+    """
+    from shift_provider.hooks.shift_api import ShiftApiHook
+    from shift_provider.settings import get_settings
+
+    conf = context["dag_run"].conf or {}
+    migration_id = conf.get("id") if isinstance(conf, dict) else None
+    if not isinstance(migration_id, int) or isinstance(migration_id, bool):
+        return
+    settings = get_settings()
+    api = ShiftApiHook(settings.api_conn_id, settings=settings)
+    current = api.get_migration(migration_id)
+    state = load_state(api, migration_id)
+    if current.status != Status.COPY_IN_PROGRESS or current.staged or state.copy_status != "running":
+        return
+    lost_on = current.run_host
+    state.copy_status = "lost"
+    save_state(api, state)
+    api.append_to_file(migration_id, f"the copy task on {lost_on} failed without handing the migration back "
+                                     "(its worker died); offering it back to shift\n")
+    api.unpin_run_host(migration_id)  # before the offer: a new copy pins its own host
+    api.offer(migration_id)
+    logging.getLogger(__name__).warning("copy of migration %s on %s was lost with its worker; offered back",
+                                        migration_id, lost_on)
 
 
 class CopyRun:
@@ -150,7 +192,7 @@ class CopyRun:
 
     def pin_run_host(self) -> None:
         """shift shows (and a pause waits for) the host the copy runs on."""
-        host = socket.gethostname()
+        host = run_host_name()
         self.api.update(self.migration.id, run_host=host)
         self.log.info("pinned run_host=%s", host)
 
@@ -334,7 +376,7 @@ class CopyRun:
         self.sync_state(self.api)
         message = ptosc.failure_message(result.exit_code, result.stderr_tail)
         if result.exit_code == 0:
-            message = "pt-online-schema-change exited 0 but its output ends with an error: " + (result.last_stderr or "")
+            message = f"pt-online-schema-change exited 0 but its output ends with an error: {result.last_stderr}"
         self.note(message)
         self.ti.xcom_push(key=XCOM_OUTCOME, value="error")
         # The base reports it once, as `error` (resumable): the copy step's failure outcome.
@@ -343,10 +385,13 @@ class CopyRun:
     def conclude_succeeded(self) -> dict[str, Any]:
         m = self.migration
         triggers = self.record_leftovers()
-        if len(triggers) < 3 or not schema_ops.table_exists(self.hook, m.database, self.state.new_table):
-            raise PtOscError(f"pt-online-schema-change reported success but left triggers {triggers} and "
-                             f"shadow table `{self.state.new_table}` "
-                             f"{'present' if schema_ops.table_exists(self.hook, m.database, self.state.new_table) else 'missing'}")
+        shadow = schema_ops.table_exists(self.hook, m.database, self.state.new_table)
+        if len(triggers) < 3 or not shadow:
+            # The rename step needs both; a "success" without them is not one.
+            self.state.copy_status = "failed"
+            self.sync_state(self.api)
+            raise PtOscError(f"pt-online-schema-change reported success but left triggers {triggers} and shadow "
+                             f"table `{self.state.new_table}` {'present' if shadow else 'missing'}")
         self._percent, self._eta, self._waiting = 100, 0, None
         if not self._history or self._history[-1] != 100:
             self._history.append(100)
