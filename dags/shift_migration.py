@@ -13,6 +13,7 @@ from shift_provider.operators.pause import PauseOperator
 from shift_provider.operators.prepare import (
     AdvanceOperator,
     CollectTableStatsOperator,
+    DetectInstantDdlOperator,
     DryRunOperator,
     ValidateFinalInsertOperator,
 )
@@ -38,10 +39,10 @@ shift API listed it). `route` picks the step from the status:
 
 | status | step | ends with |
 |---|---|---|
-| 0 preparing | `prepare`: validate final insert, dry run, table stats, advance | next_step (1) |
-| 3 copy in progress, pt-osc | `copy.<cluster>`: pt-osc copy up to the swap | next_step (4), or error (13) |
+| 0 preparing | `prepare`: validate final insert, dry run, detect instant DDL, table stats, advance | next_step (1) |
+| 3 copy in progress, pt-osc | `copy.<cluster>`: pt-osc copy up to the swap (nothing for an instant ALTER) | next_step (4), or error (13) |
 | 3 short run / CREATE / DROP | `run_ddl`: the DDL directly, final insert | complete (8) |
-| 5 rename in progress | `rename`: swap, triggers, trash, stats, final insert | complete (8) |
+| 5 rename in progress | `rename`: swap (or the instant ALTER), triggers, trash, stats, final insert | complete (8) |
 | 11 pausing | `pause`: stop the copy, keep its state | next_step (12) |
 | 9 canceled | `cancel`: stop the copy, remove triggers and shadow table | - |
 
@@ -55,6 +56,7 @@ Copy progress: the copy task's XCom `copy_percentage` / `eta_seconds`.
         (
             ValidateFinalInsertOperator(task_id="validate_final_insert", **retrying)
             >> DryRunOperator(task_id="dry_run", **retrying)
+            >> DetectInstantDdlOperator(task_id="detect_instant_ddl", **retrying)
             >> CollectTableStatsOperator(task_id="table_stats", **retrying)
             >> AdvanceOperator(task_id="advance", **retrying)
         )

@@ -30,6 +30,7 @@ class MigrationState:
     retired_to: str = ""  # where the old table went: db.table, or "dropped"
     steps_done: list[str] = field(default_factory=list)  # rename/run_ddl/cancel sub-steps
     instant_ddl: bool | None = None
+    instant_definition_before: str = ""  # SHOW CREATE TABLE hash before the instant ALTER (rename)
     updated_at: str = ""
 
     def to_yaml(self) -> str:

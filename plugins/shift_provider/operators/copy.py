@@ -67,6 +67,11 @@ class CopyOperator(ShiftMigrationOperator):
     def run_step(self, context: Any, migration: Migration) -> Any:
         if not migration.uses_ptosc:
             raise MigrationStepError(f"migration {migration.id} is not a pt-osc ALTER; the copy step does not apply")
+        from shift_provider import instant_ddl  # imports this module
+
+        skipped = instant_ddl.skip_copy(self, context, migration)  # an instant-capable ALTER copies nothing
+        if skipped is not None:
+            return skipped
         self._copy = CopyRun(self, context, migration)
         return self._copy.run()
 

@@ -1,7 +1,8 @@
 """Status 0, preparing: prove the migration can run, record where it starts, then hand it to a human.
 
-Four operators, one job each, ordered by the DAG: validate the final insert, dry-run
-the DDL, collect the table's starting stats, advance to awaiting approval (1).
+Five operators, one job each, ordered by the DAG: validate the final insert, dry-run
+the DDL, detect whether the ALTER is instant on this server, collect the table's
+starting stats, advance to awaiting approval (1).
 Nothing here changes the database, except a CREATE's dry run, which creates the
 object and drops it again.
 """
@@ -16,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shift_provider import ptosc, schema_ops
+from shift_provider import instant_ddl, ptosc, schema_ops
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import check_shape, try_in_rolled_back_transaction
@@ -236,6 +237,21 @@ class DryRunOperator(ShiftMigrationOperator):
 
     def on_kill(self) -> None:
         self._kill()
+
+
+class DetectInstantDdlOperator(ShiftMigrationOperator):
+    """Decide whether the ALTER is instant on this server (metadata only), on an empty copy, never the table.
+
+    The verdict goes to the state file (``instant_ddl``), XCom ``instant_ddl`` and the
+    shift log, so the approving DBA knows no rows will be copied. See ``instant_ddl``.
+    """
+
+    ui_color = "#e0f2fe"
+
+    def run_step(self, context: Any, migration: Migration) -> bool:
+        require_preparing(migration)
+        checked_ddl(migration)
+        return instant_ddl.detect(self, context, migration)
 
 
 class CollectTableStatsOperator(ShiftMigrationOperator):

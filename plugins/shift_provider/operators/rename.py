@@ -9,6 +9,11 @@ Sub-steps, each idempotent and recorded in the state file (``steps_done``):
 5. final_insert    exactly once (a marker row commits with it)
 6. complete        -> 8
 
+An instant-capable ALTER (``instant_ddl``: the copy copied nothing) has no swap: the
+ALTER runs with ``ALGORITHM=INSTANT`` on the live table (recorded as ``instant_alter``),
+then stats, final insert and complete; refused at that moment, pt-osc copies inline and
+the swap below follows.
+
 The <old> name is chosen and saved BEFORE the swap, so a retry finds it; whether a
 sub-step happened is decided from the database's actual state, the state file only
 says which names to look for. Clearing the task after a failure anywhere finishes the
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shift_provider import final_insert, rename_steps, schema_ops
+from shift_provider import final_insert, instant_ddl, rename_steps, schema_ops
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
@@ -73,6 +78,15 @@ class RenameOperator(ShiftMigrationOperator):
         self.expected = rename_steps.alter_expectations(alter_clause(migration))
         hook = self.cluster(migration)
         state = self.load_copy_state(migration, hook)
+        if instant_ddl.at_rename(state):  # the copy copied nothing: the ALTER is applied in place
+            applied = instant_ddl.InstantRename(self, context, migration, hook, state).run()
+            if applied is not None:
+                self.send_end_stats(hook, migration, state)
+                self.run_final_insert(hook, migration, state)
+                self.log.info("completing migration %s", migration.id)
+                self.api.complete(migration.id)
+                return applied
+            state = self.load_copy_state(migration, hook)  # refused now: pt-osc copied inline; swap as usual
 
         self.swap(hook, migration, state)
         self.drop_triggers(hook, migration, state)

@@ -1,0 +1,381 @@
+"""Prefer instant DDL: when the server can change only metadata, copy no rows.
+
+MariaDB 10.3+ / MySQL 8.0+ apply many ALTERs (add a column, rename one, change a
+default, widen a VARCHAR) as a metadata change, ``ALGORITHM=INSTANT``: ~0.01 s on a
+million rows, where pt-osc takes seconds and leaves triggers on the table meanwhile.
+
+- prepare (``detect``): the ALTER is tried with ``, ALGORITHM=INSTANT`` on an empty copy
+  of the table's definition in the bookkeeping database (never on the live table); the
+  answer goes to the state file (``instant_ddl``), XCom and the shift log.
+- copy (``skip_copy``): an instant-capable ALTER copies nothing; it re-checks on a fresh
+  empty copy (the server or the table may have changed since prepare), sends 100% and
+  moves to awaiting rename, so the change still goes live only when a human asks.
+- rename (``InstantRename``): the ALTER with ``ALGORITHM=INSTANT`` on the live table,
+  within the rename's lock bound and retries. The table's definition hash is saved
+  before; a re-run that finds another definition knows the ALTER was applied and does
+  not apply it twice. If the server refuses INSTANT at that moment (errors 1845/1846),
+  pt-osc copies inline in the rename task (the copy step's own ``CopyRun``) and the
+  normal verified swap follows: never a blocking ``ALGORITHM=COPY``.
+
+Off with the setting ``prefer_instant_ddl: false`` or the migration's custom option
+``prefer_instant_ddl`` (``"false"``); the custom option wins when set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shift_provider import rename_steps, schema_ops
+from shift_provider.codes import Status
+from shift_provider.exceptions import MigrationStepError, PtOscError
+from shift_provider.final_insert import BOOKKEEPING_DB
+from shift_provider.models import Migration
+from shift_provider.operators.copy import CopyRun
+from shift_provider.ptosc import alter_clause
+from shift_provider.settings import Settings
+from shift_provider.sql import qualified, quote_ident
+from shift_provider.state_file import MigrationState, load_state, save_state
+
+ER_ALTER_OPERATION_NOT_SUPPORTED = 1845
+ER_ALTER_OPERATION_NOT_SUPPORTED_REASON = 1846
+NOT_INSTANT_ERRORS = frozenset({ER_ALTER_OPERATION_NOT_SUPPORTED, ER_ALTER_OPERATION_NOT_SUPPORTED_REASON})
+CLIENT_ERRORS = 2000  # MySQL client error codes (connection lost, server gone) start here: retryable
+
+XCOM_INSTANT = "instant_ddl"  # prepare: the verdict (bool)
+XCOM_REASON = "instant_ddl_reason"  # prepare: why, in words
+XCOM_SECONDS = "instant_ddl_seconds"  # rename: the ALTER's own duration
+XCOM_OUTCOME = "instant_ddl_outcome"  # rename: applied | already_applied | fell_back
+COPY_STATUS = "instant"  # the state file's copy_status when the copy step copied nothing
+SUBSTEP = "instant_alter"  # recorded by the rename as rename.instant_alter
+FALLBACK_STEP = "rename.instant_fallback"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    instant: bool
+    reason: str
+
+
+# --- when it applies -----------------------------------------------------------------------
+
+def preferred(settings: Settings, migration: Migration) -> tuple[bool, str]:
+    """(on?, why): the custom option when set, else the setting."""
+    option = migration.custom_options.prefer_instant_ddl
+    if option is not None:
+        return option, f"the migration's custom option prefer_instant_ddl is {str(option).lower()}"
+    return settings.prefer_instant_ddl, f"the setting prefer_instant_ddl is {str(settings.prefer_instant_ddl).lower()}"
+
+
+def unprobeable(clause: str) -> str | None:
+    """Why the clause must not be tried with ``, ALGORITHM=INSTANT`` appended (None when it may)."""
+    try:
+        specs = rename_steps._specifications(clause)
+    except ValueError as exc:
+        return f"the ALTER clause cannot be parsed ({exc})"
+    for spec in specs:
+        head = spec[0][1].upper() if spec[0][0] == "word" else ""
+        second = spec[1][1].upper() if len(spec) > 1 and spec[1][0] == "word" else ""
+        if head in ("ALGORITHM", "LOCK"):
+            return f"the ALTER names {head} itself"
+        if head == "RENAME" and second not in ("COLUMN", "INDEX", "KEY"):
+            return "the ALTER renames the table"
+    return None
+
+
+def _code(exc: BaseException) -> int | None:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+
+
+def probe_table(migration: Migration) -> str:
+    """A name of this migration's own in the bookkeeping database (the id alone may repeat across deployments)."""
+    digest = hashlib.sha1(f"{migration.database}.{migration.table}".encode()).hexdigest()[:10]
+    return f"_instant_probe_{migration.id}_{digest}"
+
+
+def probe(hook, migration: Migration, clause: str) -> Verdict:
+    """Try the ALTER with ALGORITHM=INSTANT on an empty copy of the table; the live table is not touched."""
+    scratch = qualified(BOOKKEEPING_DB, probe_table(migration))
+    conn = hook.get_conn()
+    try:
+        conn.autocommit(True)
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(BOOKKEEPING_DB)}")
+            cur.execute(f"DROP TABLE IF EXISTS {scratch}")  # one a killed attempt left
+            try:
+                try:
+                    cur.execute(f"CREATE TABLE {scratch} LIKE {qualified(migration.database, migration.table)}")
+                    cur.execute(f"ALTER TABLE {scratch} {clause}, ALGORITHM=INSTANT")
+                except Exception as exc:
+                    code = _code(exc)
+                    if code is None or code >= CLIENT_ERRORS:
+                        raise  # the connection, not the ALTER: a retry may answer
+                    if code in NOT_INSTANT_ERRORS:
+                        return Verdict(False, f"the server refuses ALGORITHM=INSTANT for it: {_message(exc)}")
+                    return Verdict(False, f"it could not be tried on an empty copy of the table "
+                                          f"(error {code}: {_message(exc)})")
+                cur.execute("SELECT VERSION()")
+                version = cur.fetchone()[0]
+                return Verdict(True, f"ALGORITHM=INSTANT succeeded on an empty copy of the table ({version})")
+            finally:
+                try:
+                    cur.execute(f"DROP TABLE IF EXISTS {scratch}")
+                except Exception:  # the connection broke: the next probe drops it first
+                    pass
+    finally:
+        conn.close()
+
+
+def verdict_for(settings: Settings, hook, migration: Migration) -> Verdict:
+    """The whole decision: preference, a clause we may try, then the probe."""
+    on, why = preferred(settings, migration)
+    if not on:
+        return Verdict(False, f"{why}, so detection is skipped")
+    clause = alter_clause(migration)
+    refused = unprobeable(clause)
+    if refused:
+        return Verdict(False, f"{refused}, so it is not tried with ALGORITHM=INSTANT")
+    return probe(hook, migration, clause)
+
+
+def _tell_shift(op, migration_id: int, text: str) -> None:
+    op.log.info("%s", text)
+    try:
+        op.api.append_to_file(migration_id, text + "\n")
+    except Exception as exc:  # the shift log is informative; the step's outcome does not depend on it
+        op.log.warning("could not append to the shift log file: %s", exc)
+
+
+# --- prepare ------------------------------------------------------------------------------
+
+def detect(op, context: Any, migration: Migration) -> bool:
+    """Prepare's verdict: state file, XCom and the shift log say it plainly for the approving DBA."""
+    ti = context["ti"]
+    if not migration.uses_ptosc:
+        op.log.info("not a pt-osc ALTER (short run, CREATE or DROP): instant DDL detection does not apply")
+        ti.xcom_push(key=XCOM_INSTANT, value=False)
+        ti.xcom_push(key=XCOM_REASON, value="not a pt-osc ALTER")
+        return False
+    verdict = verdict_for(op.settings, op.cluster(migration), migration)
+    state = load_state(op.api, migration.id)
+    state.database, state.table = migration.database, migration.table
+    state.instant_ddl = verdict.instant
+    save_state(op.api, state)
+    ti.xcom_push(key=XCOM_INSTANT, value=verdict.instant)
+    ti.xcom_push(key=XCOM_REASON, value=verdict.reason)
+    if verdict.instant:
+        text = ("instant DDL: this ALTER is instant on this server: no rows will be copied (no shadow table, no "
+                "triggers); it will be applied with ALGORITHM=INSTANT at rename, when a human asks for it "
+                f"({verdict.reason})")
+    else:
+        text = f"instant DDL: not used for this ALTER ({verdict.reason}); pt-online-schema-change will copy the rows"
+    _tell_shift(op, migration.id, text)
+    return verdict.instant
+
+
+# --- copy ---------------------------------------------------------------------------------
+
+def skip_copy(op, context: Any, migration: Migration) -> dict[str, Any] | None:
+    """The copy step for an instant-capable ALTER: nothing to copy. None when pt-osc must copy."""
+    state = load_state(op.api, migration.id)
+    if state.instant_ddl is not True:
+        return None
+    ti = context["ti"]
+    current = op.api.get_migration(migration.id)
+    if current.status != Status.COPY_IN_PROGRESS:
+        op.log.warning("migration %s is now at %s (%d), not copy in progress: nothing to do", migration.id,
+                       current.status.name.lower(), current.status)
+        ti.xcom_push(key="copy_outcome", value="not_copying")
+        return {"outcome": "not_copying"}
+    verdict = verdict_for(op.settings, op.cluster(migration), migration)  # the server may have changed
+    if not verdict.instant:
+        state.instant_ddl = False
+        save_state(op.api, state)
+        _tell_shift(op, migration.id, f"instant DDL: prepare found this ALTER instant, but not any more "
+                                      f"({verdict.reason}); pt-online-schema-change copies the rows")
+        return None
+    state.database, state.table = migration.database, migration.table
+    state.copy_status, state.copy_percentage, state.rows_copied = COPY_STATUS, 100, 0
+    save_state(op.api, state)
+    op.api.update(migration.id, copy_percentage=100)
+    for key, value in (("copy_percentage", 100), ("eta_seconds", 0), ("copy_progress_history", [100]),
+                       ("copy_outcome", COPY_STATUS)):
+        ti.xcom_push(key=key, value=value)
+    _tell_shift(op, migration.id, "copy: nothing to copy: this ALTER is instant on this server (checked again "
+                                  f"now: {verdict.reason}); no shadow table, no triggers. The table is unchanged "
+                                  "until the rename, which applies the ALTER with ALGORITHM=INSTANT")
+    op.api.next_step(migration.id)
+    return {"outcome": COPY_STATUS}
+
+
+# --- rename -------------------------------------------------------------------------------
+
+class InstantRefused(Exception):
+    """The server refused ALGORITHM=INSTANT on the live table (1845/1846)."""
+
+
+def at_rename(state: MigrationState) -> bool:
+    """The copy copied nothing, or an earlier rename fell back to pt-osc whose copy is not done."""
+    return state.copy_status == COPY_STATUS or (state.done(FALLBACK_STEP) and state.copy_status != "succeeded")
+
+
+def definition_hash(hook, database: str, table: str) -> str:
+    return hashlib.sha256(rename_steps.definition(hook, database, table).encode()).hexdigest()
+
+
+def apply_instant(hook, database: str, table: str, clause: str, lock_wait_timeout: int, retries: int,
+                  log) -> tuple[float, int]:
+    """``ALTER TABLE t <clause>, ALGORITHM=INSTANT`` bounded like the swap; (its seconds, the attempt)."""
+    statement = f"ALTER TABLE {qualified(database, table)} {clause}, ALGORITHM=INSTANT"
+    attempts = int(retries) + 1
+    blockers = ""
+    conn = hook.get_conn()
+    try:
+        conn.autocommit(True)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),))
+            for attempt in range(1, attempts + 1):
+                started = time.perf_counter()
+                try:
+                    cur.execute(statement)
+                    return time.perf_counter() - started, attempt
+                except Exception as exc:
+                    code = _code(exc)
+                    if code in NOT_INSTANT_ERRORS:
+                        raise InstantRefused(_message(exc)) from None
+                    if code is None or code >= CLIENT_ERRORS:
+                        raise
+                    if code != rename_steps.ER_LOCK_WAIT_TIMEOUT:
+                        raise MigrationStepError(f"the instant ALTER of `{database}`.`{table}` failed: "
+                                                 f"error {code}: {_message(exc)}") from None
+                    blockers = rename_steps._blockers(cur, lock_wait_timeout)
+                    log.warning("instant ALTER of `%s`.`%s` attempt %d/%d: metadata lock not granted within %ss%s",
+                                database, table, attempt, attempts, lock_wait_timeout,
+                                f" (holders? {blockers})" if blockers else "")
+                    if attempt < attempts:
+                        time.sleep(rename_steps.RENAME_RETRY_PAUSE)
+    finally:
+        conn.close()
+    raise rename_steps.RenameLockTimeout(
+        f"the instant ALTER of `{database}`.`{table}` did not get its metadata lock in {attempts} attempt(s) of "
+        f"lock_wait_timeout={lock_wait_timeout}s (settings rename_lock_wait_timeout, rename_retries): a long "
+        f"query or open transaction holds the table{f' ({blockers})' if blockers else ''}. The table is "
+        "unchanged; retry the rename when it has ended")
+
+
+class InstantRename:
+    """The rename of an instant-capable ALTER: apply it in place, once. The operator finishes the rest."""
+
+    def __init__(self, op, context: Any, migration: Migration, hook, state: MigrationState) -> None:
+        self.op, self.ti, self.migration, self.hook, self.state = op, context["ti"], migration, hook, state
+        self.context = context
+        self.log = op.log
+
+    def run(self) -> dict[str, Any] | None:
+        """The result when the ALTER is applied in place; None when pt-osc copied inline and a swap must follow."""
+        m, state, settings = self.migration, self.state, self.op.settings
+        if state.done(FALLBACK_STEP):
+            return self.copy_inline("an earlier attempt of this rename fell back to pt-osc and its copy did not "
+                                    "finish; copying again")
+        clause = alter_clause(m)
+        expected = rename_steps.alter_expectations(clause)
+        outcome = "applied"
+        seconds: float | None = None
+        if state.done(f"rename.{SUBSTEP}"):
+            outcome = "already_applied"
+            self.log.info("instant ALTER: already applied (state file); not applying it again")
+        else:
+            now = definition_hash(self.hook, m.database, m.table)
+            if state.instant_definition_before and now != state.instant_definition_before:
+                outcome = "already_applied"
+                self.log.info("instant ALTER: the table's definition differs from the one recorded before the "
+                              "ALTER: an earlier attempt applied it; not applying it twice")
+            else:
+                if not state.instant_definition_before:
+                    state.instant_definition_before = now  # saved before acting: a re-run compares with it
+                    save_state(self.op.api, state)
+                try:
+                    seconds, attempt = apply_instant(self.hook, m.database, m.table, clause,
+                                                     settings.rename_lock_wait_timeout, settings.rename_retries,
+                                                     self.log)
+                except InstantRefused as exc:
+                    return self.copy_inline(f"the server refused ALGORITHM=INSTANT on the live table now ({exc})")
+                _tell_shift(self.op, m.id, f"rename: ALTER TABLE `{m.database}`.`{m.table}` {clause}, "
+                                           f"ALGORITHM=INSTANT applied in {seconds:.3f}s (attempt {attempt}); "
+                                           "no rows copied, no table swapped")
+            problems = rename_steps.schema_problems(self.hook, m.database, m.table, expected, None)
+            if not expected.may_keep_definition \
+                    and definition_hash(self.hook, m.database, m.table) == state.instant_definition_before:
+                problems.append("its definition is the one recorded before the ALTER: the ALTER is not applied")
+            if problems:
+                raise MigrationStepError(f"after the instant ALTER, `{m.database}`.`{m.table}` does not have the "
+                                         "new schema: " + "; ".join(problems) + "; a human must look")
+            self.op._done(SUBSTEP, state)
+        self.ti.xcom_push(key=XCOM_OUTCOME, value=outcome)
+        if seconds is not None:
+            self.ti.xcom_push(key=XCOM_SECONDS, value=round(seconds, 6))
+        return {"instant_ddl": True, "outcome": outcome, "instant_ddl_seconds": seconds}
+
+    def copy_inline(self, why: str) -> None:
+        """pt-osc copies now, in this task (never a blocking ALGORITHM=COPY); the operator's swap follows."""
+        m, state = self.migration, self.state
+        state.instant_ddl = False
+        state.mark(FALLBACK_STEP)
+        save_state(self.op.api, state)
+        self.ti.xcom_push(key=XCOM_OUTCOME, value="fell_back")
+        _tell_shift(self.op, m.id, f"rename: {why}; falling back to pt-online-schema-change: it copies the rows "
+                                   "now, in the rename task, then the verified swap runs as for any pt-osc ALTER")
+        result = InlineCopyRun(self.op, self.context, m).run()
+        if result.get("outcome") != "copied":
+            raise PtOscError(f"the fallback pt-osc copy did not finish ({result}); clear the rename task to retry")
+        return None
+
+
+class InlineCopyRun(CopyRun):
+    """The copy step's pt-osc run, inside the rename task (status 5): no next_step, no offer.
+
+    Everything else is the copy's own: pinned run_host, streamed and shipped output,
+    progress, state file, an earlier attempt's leftovers removed first.
+    """
+
+    def __init__(self, operator, context: Any, migration: Migration) -> None:
+        if not hasattr(operator, "stop_grace_seconds"):
+            operator.stop_grace_seconds = 5.0
+        super().__init__(operator, context, migration)
+
+    def still_copy_in_progress(self) -> bool:
+        current = self.api.get_migration(self.migration.id)
+        if current.status != Status.RENAME_IN_PROGRESS:
+            raise MigrationStepError(f"migration {self.migration.id} is now at {current.status.name.lower()}, not "
+                                     "rename in progress: not starting the fallback pt-osc copy")
+        return True
+
+    def conclude_succeeded(self) -> dict[str, Any]:
+        m = self.migration
+        triggers = self.record_leftovers()
+        shadow = schema_ops.table_exists(self.hook, m.database, self.state.new_table)
+        if len(triggers) < 3 or not shadow:
+            self.state.copy_status = "failed"
+            self.sync_state(self.api)
+            raise PtOscError(f"pt-online-schema-change reported success but left triggers {triggers} and shadow "
+                             f"table `{self.state.new_table}` {'present' if shadow else 'missing'}")
+        self._percent, self._eta, self._waiting = 100, 0, None
+        self.publish_progress(final=True)
+        self.state.copy_status = "succeeded"
+        self.sync_state(self.api)
+        self.note(f"fallback copy done: shadow table `{self.state.new_table}` and triggers {triggers} are in "
+                  "place; the rename swaps them in now")
+        return {"outcome": "copied", "new_table": self.state.new_table, "triggers": triggers}
+
+    def conclude_stopped(self, reason: str) -> dict[str, Any]:
+        self.state.copy_status = "stopped"
+        self.record_leftovers()
+        self.sync_state(self.api)
+        self.note(f"the fallback pt-osc copy stopped ({reason}); clear the rename task to copy again")
+        raise PtOscError(f"the fallback pt-osc copy in the rename task stopped: {reason}")
