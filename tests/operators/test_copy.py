@@ -10,7 +10,7 @@ import pytest
 
 from shift_provider.codes import Status
 from shift_provider.state_file import MigrationState
-from tests.support.airflow import run_dag, task_states, xcoms
+from tests.support.airflow import run_dag, task_states, xcoms, private_airflow_env
 from tests.support.tables import (
     BackgroundWriter,
     columns_of,
@@ -228,7 +228,7 @@ def test_ptosc_failure_becomes_a_resumable_error_with_the_tools_message(copy_env
     assert "PRIMARY" in shift_log(shift_api, conf["id"]) or "unique" in shift_log(shift_api, conf["id"]).lower()
 
 
-def test_sigterm_kills_ptosc_and_offers_the_migration_back(copy_env, shift_api, primary, database):
+def test_sigterm_kills_ptosc_and_offers_the_migration_back(copy_env, shift_api, primary, database, tmp_path):
     import json
     import os
     import signal
@@ -242,7 +242,7 @@ def test_sigterm_kills_ptosc_and_offers_the_migration_back(copy_env, shift_api, 
     repo = Path(__file__).resolve().parents[2]
     airflow = subprocess.Popen([str(repo / ".venv/bin/airflow"), "dags", "test", COPY_DAG, "-c", json.dumps(conf)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                               env=os.environ.copy())
+                               env=private_airflow_env(tmp_path / "worker"))
     try:
         when(copying(shift_api, mid), timeout=120)
         ptosc_process = when(lambda: [p for p in psutil.Process(airflow.pid).children(recursive=True)

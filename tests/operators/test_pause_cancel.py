@@ -23,7 +23,7 @@ from tests.operators.test_copy import (
     when,
 )
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
-from tests.support.airflow import run_dag, task_states, xcoms
+from tests.support.airflow import run_dag, task_states, xcoms, private_airflow_env
 from tests.support.tables import (
     BackgroundWriter,
     columns_of,
@@ -144,14 +144,14 @@ def test_stop_file_stops_the_copy_and_offers_the_migration_back(copy_env, shift_
     assert "offered back" in shift_log(shift_api, mid)
 
 
-def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shift_api, primary, database):
+def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shift_api, primary, database, tmp_path):
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
     writer = BackgroundWriter(primary, database, "t").start()
     airflow = subprocess.Popen([os.path.join(REPO, ".venv/bin/airflow"), "dags", "test", COPY_DAG, "-c",
                                 json.dumps(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True, env=os.environ.copy())
+                               start_new_session=True, env=private_airflow_env(tmp_path / "worker"))
     try:
         when(copying(shift_api, mid), timeout=120)
 
@@ -205,14 +205,14 @@ def test_a_copy_counts_as_released_when_unpinned_stopped_or_silent_too_long():
     assert "gone" in copy_release_reason(migration("w1"), state("running", 120), 30)
 
 
-def test_pause_step_waits_for_a_concurrently_running_copy(copy_env, shift_api, primary, database):
+def test_pause_step_waits_for_a_concurrently_running_copy(copy_env, shift_api, primary, database, tmp_path):
     """The copy runs in its own `airflow dags test` process while the pause step runs here."""
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
     airflow = subprocess.Popen([os.path.join(REPO, ".venv/bin/airflow"), "dags", "test", COPY_DAG, "-c",
                                 json.dumps(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True, env=os.environ.copy())
+                               start_new_session=True, env=private_airflow_env(tmp_path / "worker"))
     try:
         when(copying(shift_api, mid), timeout=120)
         assert shift_api.migration(mid)["run_host"]  # the copy holds it

@@ -41,3 +41,26 @@ def xcoms(dag_run) -> dict[str, dict[str, Any]]:
                                                    XComModel.run_id == dag_run.run_id):
             result.setdefault(row.task_id, {})[row.key] = XComModel.deserialize_value(row)
     return result
+
+
+def private_airflow_env(workdir) -> dict[str, str]:
+    """The environment for a second Airflow process with its own copy of the metadata DB.
+
+    Two processes writing one SQLite file (and a killed one among them) can leave
+    it "malformed"; a process that stands for another worker gets a consistent
+    copy (SQLite's backup API) in ``workdir`` instead.
+    """
+    import sqlite3
+    from pathlib import Path
+
+    home = Path(workdir)
+    home.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db")
+    target = sqlite3.connect(home / "airflow.db")
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+    return dict(os.environ, AIRFLOW_HOME=str(home),
+                AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}")

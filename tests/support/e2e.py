@@ -39,17 +39,13 @@ def spawn_migration_run(conf: dict[str, Any], workdir) -> Any:
     process never contend for one SQLite file.
     """
     import json
-    import os
-    import shutil
     import subprocess
     from pathlib import Path
 
+    from tests.support.airflow import private_airflow_env
+
     home = Path(workdir)
-    home.mkdir(parents=True, exist_ok=True)
-    source_db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
-    shutil.copy(source_db, home / "airflow.db")
-    env = dict(os.environ, AIRFLOW_HOME=str(home),
-               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}")
+    env = private_airflow_env(home)
     log = open(home / "run.log", "wb")  # noqa: SIM115 - owned by the process object
     process = subprocess.Popen(
         [str(Path(__file__).resolve().parents[2] / ".venv/bin/airflow"), "dags", "test", "shift_migration",
