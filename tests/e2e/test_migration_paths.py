@@ -45,13 +45,16 @@ def e2e(airflow_home, shift_api, shift_settings, primary, database):
 def test_alter_long_run_through_all_machine_steps(e2e, primary, database):
     create_sample_table(primary, database, "t", 3000)
     before = content_checksum(primary, database, "t")
-    mig = e2e.create(ddl="ALTER TABLE t ADD COLUMN salary INT NULL", database=database, final_insert=FINAL_INSERT)
+    # ADD INDEX makes it non-instant (issue 10), so this is the pt-osc path: copy, then the swap.
+    mig = e2e.create(ddl="ALTER TABLE t ADD COLUMN salary INT NULL, ADD INDEX idx_salary (salary)",
+                     database=database, final_insert=FINAL_INSERT)
     mid = mig["id"]
 
     prepare = one_run("prepare")
     assert str(prepare.state) == "success", task_states(prepare)
     after_prepare = e2e.migration(mid)
     assert after_prepare["status"] == 1 and int(after_prepare["table_rows_start"]) > 0
+    assert xcoms(prepare)["prepare.detect_instant_ddl"]["instant_ddl"] is False
 
     human(e2e, "approve", str(mid), "--runtype", "long")
     human(e2e, "start", str(mid))
@@ -75,6 +78,29 @@ def test_alter_long_run_through_all_machine_steps(e2e, primary, database):
     assert content_checksum(primary, "_pending_drops", old[-1]) == before
     assert primary.query(f"SELECT COUNT(*) FROM `{database}`.t WHERE name = 'final-insert'")[0][0] == 1
     assert row_count(primary, database, "t") == 3001
+
+
+def test_alter_long_run_instant(e2e, primary, database):
+    """An instant-capable ALTER: the copy copies nothing, the rename applies it with ALGORITHM=INSTANT."""
+    create_sample_table(primary, database, "t", 3000)
+    mid = e2e.create(ddl="ALTER TABLE t ADD COLUMN salary INT NULL", database=database,
+                     final_insert=FINAL_INSERT)["id"]
+    prepare = one_run("prepare")
+    assert str(prepare.state) == "success", task_states(prepare)
+    assert xcoms(prepare)["prepare.detect_instant_ddl"]["instant_ddl"] is True
+    human(e2e, "approve", str(mid), "--runtype", "long")
+    human(e2e, "start", str(mid))
+    copy = one_run("copy")
+    assert str(copy.state) == "success", task_states(copy)
+    assert xcoms(copy)["copy.any_cluster"]["copy_outcome"] == "instant" and e2e.migration(mid)["status"] == 4
+    assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
+    human(e2e, "rename", str(mid))
+    rename = one_run("rename")
+    assert str(rename.state) == "success", task_states(rename)
+    assert xcoms(rename)["rename"]["instant_ddl_outcome"] == "applied"
+    assert e2e.migration(mid)["status"] == 8 and "salary" in columns_of(primary, database, "t")
+    assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
+    assert primary.query(f"SELECT COUNT(*) FROM `{database}`.t WHERE name = 'final-insert'")[0][0] == 1
 
 
 def test_short_run_alter(e2e, primary, database):
