@@ -26,6 +26,18 @@ def migration_run_id(migration: Migration, now: datetime | None = None) -> str:
     return f"mig-{migration.id}-{step_for(migration).value}-{now.strftime('%Y%m%dT%H%M%S%f')[:-3]}"
 
 
+def _usable_id(value: Any) -> int | None:
+    """A positive id, also when sent as a string of digits (the model accepts "43" too).
+
+    Anything else (a bool, a float, text) cannot be claimed, so the entry is left alone.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and value > 0 else None
+
+
 class ClaimMigrationsOperator(BaseOperator):
     """Unstage each staged migration; return TriggerDagRunOperator kwargs for those we own."""
 
@@ -54,8 +66,8 @@ class ClaimMigrationsOperator(BaseOperator):
         return runs
 
     def _claim_one(self, api, payload: Any) -> dict[str, Any] | None:
-        migration_id = payload.get("id") if isinstance(payload, dict) else None
-        if isinstance(migration_id, bool) or not isinstance(migration_id, int) or migration_id <= 0:
+        migration_id = _usable_id(payload.get("id") if isinstance(payload, dict) else None)
+        if migration_id is None:
             self.log.error("staged entry without a usable id, left alone: %.500r", payload)
             return None
         claim = api.unstage(migration_id)
