@@ -100,15 +100,17 @@ class ShiftMigrationOperator(BaseOperator):
             return
         outcome = rule_for(migration).on_failure
         try:
-            current = self.api.get_migration(migration.id)
+            # Only the status is read: a migration whose other fields shift now serves
+            # malformed must still be failed, not left at a machine status forever.
+            current = current_status(self.api.show(migration.id))
         except Exception as api_exc:  # the API itself is down: nothing more we can do here
             self.log.error("could not report the failure to shift (%s): %s", api_exc, message)
             return
-        if current.status != migration.status:
+        if current != migration.status:
             self.log.warning("not reporting the failure: shift moved migration %s to %s meanwhile",
-                             migration.id, current.status.name.lower())
+                             migration.id, current.name.lower())
             return
-        if outcome == Outcome.ERROR and current.status == Status.COPY_IN_PROGRESS:
+        if outcome == Outcome.ERROR and current == Status.COPY_IN_PROGRESS:
             self.log.error("marking migration %s as error (resumable): %s", migration.id, message)
             self.api.error(migration.id, message)
         else:
@@ -120,6 +122,15 @@ class ShiftMigrationOperator(BaseOperator):
         # step malformed came from a hand-made run, and the runner never touches a
         # migration it did not claim: the task fails, shift is left alone.
         self.log.error("the DAG run conf is not a valid migration; shift is not told: %s", exc)
+
+
+def current_status(shown: Any) -> Status:
+    """The status in a ``show`` answer, whatever else that answer holds."""
+    migration = shown.get("migration") if isinstance(shown, dict) else None
+    status = migration.get("status") if isinstance(migration, dict) else None
+    if isinstance(status, bool) or not isinstance(status, (int, str)) or not str(status).strip().isdigit():
+        raise MalformedMigrationError(f"shift's answer has no usable status: {status!r}")
+    return Status(int(str(status).strip()))
 
 
 class RejectMigrationOperator(ShiftMigrationOperator):
