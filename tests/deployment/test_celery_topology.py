@@ -1,0 +1,379 @@
+"""Real deployment proof: scheduler, dag-processor, triggerer, api-server and two Celery workers.
+
+One topology per module (tests.support.deployment.Deployment): real processes, a Redis
+broker, MariaDB metadata, the reference shift API, two MariaDB clusters. Humans act
+through ``shift-client``; Airflow is read through its REST API (/api/v2). The tests that
+stop worker A come last and start it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.support.deployment import WORKERS, Deployment, ptosc_processes, wait_for, worker_of
+from tests.support.shift_api import shift_client
+from tests.support.tables import (
+    BackgroundWriter,
+    columns_of,
+    content_checksum,
+    create_sample_table,
+    tables_in,
+    triggers_on,
+)
+
+WORKER_A, WORKER_B = WORKERS
+HONOUR_SECONDS = 10  # a pause, cancel or claim must be acted on within this
+LONG_COPY_ROWS = 60000  # ~20-30 s of throttled pt-osc copy (SLOW_COPY)
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    started = time.monotonic()
+    # SHIFT_DEPLOY_KEEP=1 keeps the workdir (every component's log) for a look afterwards.
+    topology = Deployment(keep_workdir=bool(os.environ.get("SHIFT_DEPLOY_KEEP"))).start()
+    TIMINGS["startup"] = round(time.monotonic() - started, 1)
+    try:
+        yield topology
+    finally:
+        t = time.monotonic()
+        topology.stop()
+        TIMINGS["teardown"] = round(time.monotonic() - t, 1)
+        print(f"\ndeployment in {topology.workdir} timings: {TIMINGS} components: {topology.timings}")
+
+
+@pytest.fixture
+def both_workers(deployment):
+    """Both workers up and taking tasks before and after each test."""
+    _restore_workers(deployment)
+    yield deployment
+    _restore_workers(deployment)
+
+
+def _restore_workers(deployment: Deployment) -> None:
+    for name in WORKERS:
+        if not deployment.components[name].alive():
+            deployment.components[name].stop(timeout=5)
+            deployment.start_worker(name)
+        deployment.set_consuming(name, True)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def client(deployment: Deployment, *args: str) -> dict:
+    out = shift_client(*args, url=deployment.shift_api.url)
+    assert out.returncode == 0, f"shift-client {args}: {out.stderr}"
+    data = json.loads(out.stdout) if out.stdout.strip() else {}
+    return data.get("migration", data)
+
+
+def migration(deployment: Deployment, mid: int) -> dict:
+    return deployment.shift_api.migration(mid)
+
+
+def wait_status(deployment: Deployment, mid: int, statuses: set[int], timeout: float) -> dict:
+    def reached():
+        m = migration(deployment, mid)
+        assert m["status"] not in ({10, 13} - statuses), f"migration {mid} went to {m['status']}: {m['error_message']}"
+        return m if m["status"] in statuses else None
+
+    return wait_for(reached, timeout, f"migration {mid} to reach {statuses}", interval=0.3)
+
+
+def new_database(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:6]}"
+
+
+def file_migration(deployment: Deployment, cluster: str, database: str, ddl: str) -> int:
+    return client(deployment, "create", "--cluster", cluster, "--database", database, "--ddl", ddl,
+                  "--requestor", "deployment-tests")["id"]
+
+
+def prepared(deployment: Deployment, mid: int) -> dict:
+    return wait_status(deployment, mid, {1}, 90)
+
+
+def copying_on(deployment: Deployment, mid: int, database: str, table: str, worker: str):
+    """The copy runs: shift shows it pinned to ``worker`` with progress, and its pt-osc descends from it."""
+    m = migration(deployment, mid)
+    if m["status"] != 3 or m["run_host"] != worker or not float(m["copy_percentage"] or 0):
+        return None
+    procs = ptosc_processes(database, table)
+    return procs if procs and all(worker_of(p, deployment) == worker for p in procs) else None
+
+
+def start_copy_on_worker_a(deployment: Deployment, mid: int, database: str, table: str) -> None:
+    """Approve and start with only worker A taking tasks; once pt-osc runs there, only B takes new ones."""
+    client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
+    deployment.set_consuming(WORKER_B, False)
+    try:
+        client(deployment, "start", str(mid))
+        wait_for(lambda: copying_on(deployment, mid, database, table, WORKER_A), 90,
+                 f"migration {mid}'s copy to run on {WORKER_A}", interval=0.3)
+    finally:
+        deployment.set_consuming(WORKER_B, True)
+    deployment.set_consuming(WORKER_A, False)
+
+
+def task_hosts(deployment: Deployment, mid: int, task_id: str, step: str | None = None) -> list[tuple[str, str]]:
+    """(state, hostname) of ``task_id`` in each of the migration's runs, oldest first."""
+    return [(ti["state"], ti["hostname"]) for ti in deployment.migration_tis(mid, step) if ti["task_id"] == task_id]
+
+
+def timed(name: str, since: float) -> float:
+    TIMINGS[name] = round(time.monotonic() - since, 1)
+    return TIMINGS[name]
+
+
+# -- the tests --------------------------------------------------------------------------------
+
+def test_deferred_sensor_claims_within_seconds_and_a_migration_lives_its_whole_life(both_workers):
+    deployment = both_workers
+    one = deployment.servers["one"]
+
+    # Idle: the sensor waits on the triggerer, deferred, and no worker runs it.
+    def deferred_sensor():
+        runs = [r for r in deployment.dag_runs("shift_staged_migrations") if r["state"] == "running"]
+        for run in runs:
+            for ti in deployment.task_instances("shift_staged_migrations", run["dag_run_id"]):
+                if ti["task_id"] == "wait_for_staged" and ti["state"] == "deferred" and ti.get("triggerer_job"):
+                    return ti
+        return None
+
+    ti = wait_for(deferred_sensor, 60, "the staged-migrations sensor to be deferred on the triggerer")
+    assert ti["trigger"]["classpath"] == "shift_provider.triggers.staged.StagedMigrationsTrigger"
+
+    def sensor_on_a_worker() -> list:
+        return [task for tasks in deployment.active_celery_tasks().values() for task in tasks
+                if "wait_for_staged" in json.dumps(task.get("args"))]
+
+    # The worker's supervisor exits a few seconds after the task deferred; then no slot is held.
+    wait_for(lambda: not sensor_on_a_worker(), 30, "the deferred sensor to leave its worker")
+    for _ in range(3):  # stays deferred, on no worker
+        assert sensor_on_a_worker() == []
+        assert deferred_sensor() is not None
+        time.sleep(1)
+
+    database = new_database("life")
+    create_sample_table(one, database, "t", 3000)
+    before = content_checksum(one, database, "t")
+    mid = file_migration(deployment, "one", database, "ALTER TABLE t ADD COLUMN salary INT NULL")
+    staged_at = time.monotonic()
+    wait_for(lambda: not migration(deployment, mid)["staged"], 60, "the staged migration to be claimed",
+             interval=0.1)
+    assert timed("claim_after_staged", staged_at) <= HONOUR_SECONDS
+
+    t = time.monotonic()
+    m = prepared(deployment, mid)
+    timed("prepare", t)
+    assert int(m["table_rows_start"]) > 0
+
+    client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
+    client(deployment, "start", str(mid))
+    t = time.monotonic()
+    pinned = wait_for(lambda: migration(deployment, mid)["run_host"], 60, "the copy to pin run_host", interval=0.1)
+    wait_status(deployment, mid, {4}, 120)
+    timed("copy_small", t)
+    done = wait_for(lambda: (m := migration(deployment, mid))["run_host"] is None and m, 10, "run_host unpinned")
+    assert float(done["copy_percentage"]) == 100
+    assert pinned in WORKERS
+    (copy_state, copy_host), = task_hosts(deployment, mid, "copy.on_one", "copy")
+    assert (copy_state, copy_host) == ("success", pinned)  # the TI's host is the pinned run_host
+    run_id = deployment.migration_runs(mid, "copy")[0]["dag_run_id"]
+    xcom = deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}/taskInstances/copy.on_one/"
+                                  "xcomEntries/copy_percentage")
+    assert xcom["value"] == 100
+
+    client(deployment, "rename", str(mid))
+    t = time.monotonic()
+    wait_status(deployment, mid, {8}, 90)
+    timed("rename", t)
+    assert "salary" in columns_of(one, database, "t")
+    assert tables_in(one, database) == ["t"] and triggers_on(one, database) == []
+    assert content_checksum(one, database, "t", ["id", "name", "amount", "created"]) == before
+    steps = sorted({r["dag_run_id"].split("-")[2] for r in deployment.migration_runs(mid)})
+    assert steps == ["copy", "prepare", "rename"]
+    wait_for(lambda: all(r["state"] == "success" for r in deployment.migration_runs(mid)), 30,
+             "every run of the migration to end in success")
+
+
+def test_pause_and_cancel_run_on_worker_b_and_stop_the_copy_on_worker_a(both_workers):
+    deployment = both_workers
+    one = deployment.servers["one"]
+    database = new_database("pc")
+    create_sample_table(one, database, "t", LONG_COPY_ROWS)
+    before = content_checksum(one, database, "t")
+    mid = file_migration(deployment, "one", database, "ALTER TABLE t ADD COLUMN paused_col INT NULL")
+    prepared(deployment, mid)
+
+    # Pause while pt-osc copies on A; the pause step runs on B.
+    start_copy_on_worker_a(deployment, mid, database, "t")
+    client(deployment, "pause", str(mid))
+    paused_at = time.monotonic()
+    wait_for(lambda: not ptosc_processes(database, "t"), HONOUR_SECONDS, "pt-osc to stop after the pause",
+             interval=0.1)
+    assert timed("pause_ptosc_gone", paused_at) <= HONOUR_SECONDS
+    wait_status(deployment, mid, {12}, 60)
+    timed("pause_to_status_12", paused_at)
+    assert task_hosts(deployment, mid, "pause", "pause") == [("success", WORKER_B)]
+    copy_runs = task_hosts(deployment, mid, "copy.on_one", "copy")
+    assert copy_runs == [("success", WORKER_A)], copy_runs  # stopped, not failed: the pause took it over
+    assert migration(deployment, mid)["run_host"] is None
+
+    # Resume: the copy starts again on A; a cancel on B stops it and cleans up.
+    deployment.set_consuming(WORKER_A, True)
+    deployment.set_consuming(WORKER_B, False)
+    try:
+        client(deployment, "resume", str(mid))
+        wait_for(lambda: copying_on(deployment, mid, database, "t", WORKER_A), 90, "the resumed copy on worker A",
+                 interval=0.3)
+    finally:
+        deployment.set_consuming(WORKER_B, True)
+    deployment.set_consuming(WORKER_A, False)
+    client(deployment, "cancel", str(mid))
+    canceled_at = time.monotonic()
+    wait_for(lambda: not ptosc_processes(database, "t"), HONOUR_SECONDS, "pt-osc to stop after the cancel",
+             interval=0.1)
+    assert timed("cancel_ptosc_gone", canceled_at) <= HONOUR_SECONDS
+
+    def cleaned_up():
+        runs = deployment.migration_runs(mid, "cancel")
+        return runs and runs[-1]["state"] == "success"
+
+    wait_for(cleaned_up, 60, "the cancel step to finish")
+    timed("cancel_cleaned_up", canceled_at)
+    assert task_hosts(deployment, mid, "cancel", "cancel") == [("success", WORKER_B)]
+    assert migration(deployment, mid)["status"] == 9
+    assert triggers_on(one, database) == [] and tables_in(one, database) == ["t"]
+    assert "paused_col" not in columns_of(one, database, "t")
+    assert content_checksum(one, database, "t") == before
+
+
+def test_one_copy_at_a_time_per_cluster_while_the_other_cluster_copies_in_parallel(both_workers):
+    deployment = both_workers
+    one, two = deployment.servers["one"], deployment.servers["two"]
+    database = new_database("serial")
+    tables_one = ["s1", "s2", "s3", "s4"]
+    for table in tables_one:
+        create_sample_table(one, database, table, 12000)
+    create_sample_table(two, database, "p", 50000)
+    ids_one = [file_migration(deployment, "one", database, f"ALTER TABLE {t} ADD COLUMN x INT NULL")
+               for t in tables_one]
+    id_two = file_migration(deployment, "two", database, "ALTER TABLE p ADD COLUMN x INT NULL")
+    for mid in [*ids_one, id_two]:
+        prepared(deployment, mid)
+    for mid in [*ids_one, id_two]:
+        client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
+
+    ports = {one.port: "one", two.port: "two"}
+    samples: list[dict] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            at = time.monotonic()
+            api = {mid: migration(deployment, mid) for mid in [*ids_one, id_two]}
+            procs = {"one": 0, "two": 0}
+            for proc in ptosc_processes(database):
+                dsn = proc.info["cmdline"][-1]
+                port = int(next(part[2:] for part in dsn.split(",") if part.startswith("P=")))
+                procs[ports[port]] += 1
+            samples.append({
+                "t": at,
+                "pinned_one": [mid for mid in ids_one if api[mid]["run_host"]],
+                "copying_one": [mid for mid in ids_one if api[mid]["status"] == 3 and api[mid]["run_host"]
+                                and float(api[mid]["copy_percentage"] or 0) < 100],
+                "pinned_two": bool(api[id_two]["run_host"]),
+                "ptosc_one": procs["one"], "ptosc_two": procs["two"],
+                "hosts": {mid: api[mid]["run_host"] for mid in api if api[mid]["run_host"]},
+            })
+            stop.wait(max(0.0, 0.5 - (time.monotonic() - at)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t = time.monotonic()
+    try:
+        for mid in [id_two, *ids_one]:  # started at once
+            client(deployment, "start", str(mid))
+        for mid in [*ids_one, id_two]:
+            wait_status(deployment, mid, {4}, 240)
+    finally:
+        stop.set()
+        sampler.join(timeout=10)
+    timed("four_serial_copies_and_one_parallel", t)
+    assert len(samples) > 20
+    assert max(s["ptosc_one"] for s in samples) == 1, [s["ptosc_one"] for s in samples]
+    assert max(len(s["pinned_one"]) for s in samples) == 1, [s["pinned_one"] for s in samples]
+    assert max(len(s["copying_one"]) for s in samples) <= 1
+    # Every copy on cluster one was seen running, one after the other, and cluster two's alongside.
+    assert {mid for s in samples for mid in s["pinned_one"]} == set(ids_one)
+    assert any(s["ptosc_one"] == 1 and s["ptosc_two"] == 1 for s in samples), "no parallel copy on cluster two seen"
+    assert {host for s in samples for host in s["hosts"].values()} <= set(WORKERS)
+    for table in tables_one:
+        assert "x" in columns_of(one, database, f"_{table}_new")
+
+
+def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:
+    """Stop worker A (``how``: "sigterm" or "sigkill" of its process group) mid-copy; B finishes the migration."""
+    server = deployment.servers["two"]
+    database = new_database(how)
+    create_sample_table(server, database, "t", LONG_COPY_ROWS)
+    original = columns_of(server, database, "t")
+    mid = file_migration(deployment, "two", database, f"ALTER TABLE t ADD COLUMN {how}_col INT NULL")
+    prepared(deployment, mid)
+    writer = BackgroundWriter(server, database, "t", interval=0.01).start()
+    try:
+        start_copy_on_worker_a(deployment, mid, database, "t")
+        worker_a = deployment.components[WORKER_A]
+        stopped_at = time.monotonic()
+        worker_a.signal_group(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+        wait_for(lambda: not ptosc_processes(database, "t"), HONOUR_SECONDS, f"pt-osc to die with worker A ({how})",
+                 interval=0.1)
+        timed(f"{how}_ptosc_gone", stopped_at)
+
+        def handed_back():
+            m = migration(deployment, mid)
+            if m["status"] == 13:
+                return m
+            if m["status"] == 3 and (m["staged"] or m["run_host"] == WORKER_B):
+                return m
+            return None
+
+        back = wait_for(handed_back, 120, "the migration to be offered back or errored", interval=0.2)
+        timed(f"{how}_handed_back", stopped_at)
+        wait_for(lambda: not worker_a.group_alive() or worker_a.process.poll() is not None, 60,
+                 "worker A to exit")
+        if back["status"] == 13:
+            client(deployment, "resume", str(mid))
+        wait_for(lambda: migration(deployment, mid)["run_host"] == WORKER_B, 90, "worker B to take the copy over")
+        assert not ptosc_processes(database, "t") or all(
+            worker_of(p, deployment) == WORKER_B for p in ptosc_processes(database, "t"))
+        wait_status(deployment, mid, {4}, 180)
+        timed(f"{how}_recopied_on_b", stopped_at)
+    finally:
+        writer.stop()
+    control = content_checksum(server, database, "t", original)
+    client(deployment, "rename", str(mid))
+    wait_status(deployment, mid, {8}, 90)
+    assert f"{how}_col" in columns_of(server, database, "t")
+    assert content_checksum(server, database, "t", original) == control
+    assert writer.operations > 100 and writer.missing_rows() == set()
+    assert triggers_on(server, database) == [] and tables_in(server, database) == ["t"]
+    copies = task_hosts(deployment, mid, "copy.on_two", "copy")
+    assert copies[0][1] == WORKER_A and copies[0][0] in ("failed", "up_for_retry", "success"), copies
+    assert copies[-1] == ("success", WORKER_B), copies
+
+
+def test_warm_shutdown_of_worker_a_hands_the_copy_to_worker_b(both_workers):
+    _copy_survives_losing_worker_a(both_workers, "sigterm")
+
+
+def test_kill_9_of_worker_a_hands_the_copy_to_worker_b(both_workers):
+    _copy_survives_losing_worker_a(both_workers, "sigkill")
