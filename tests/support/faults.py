@@ -1,0 +1,188 @@
+"""Fault-injection helpers: a real HTTP proxy in front of the shift API, and process killing.
+
+``FaultProxy`` listens on loopback and forwards every request to the reference API,
+unless a fault is in force: it then answers 500 without forwarding, or stalls (holds the
+request, forwards nothing, and drops the connection without an answer when the stall
+ends). A stall can be limited to requests whose body contains a marker, so a test can
+freeze the runner at an exact point (e.g. the state-file write that records a sub-step).
+Nothing the runner sends is altered: a request either reaches the API whole or not at all.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
+
+import psutil
+
+from tests.support.mariadb import free_port
+
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+class FaultProxy:
+    """A forwarding HTTP proxy with switchable faults; ``url`` is its /api/v1/ base URL."""
+
+    def __init__(self, upstream_root: str) -> None:
+        parsed = urlparse(upstream_root)
+        self.upstream = (parsed.hostname, parsed.port)
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._error_until = 0.0
+        self._stall_until = 0.0
+        self._hold_marker: bytes | None = None
+        self._released = threading.Event()
+        self.held = threading.Event()  # set when a request matching the hold marker arrived
+        self.answered_500 = 0
+        self.stalled = 0
+        self.forwarded = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1/"
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def outage(self, error_seconds: float, stall_seconds: float) -> float:
+        """500s for ``error_seconds``, then stalls for ``stall_seconds``; returns the end (monotonic)."""
+        now = time.monotonic()
+        with self._lock:
+            self._error_until = now + error_seconds
+            self._stall_until = now + error_seconds + stall_seconds
+        return self._stall_until
+
+    def hold(self, marker: str) -> None:
+        """Stall (until ``release()``) every request whose body contains ``marker``."""
+        with self._lock:
+            self._hold_marker = marker.encode()
+            self._released.clear()
+            self.held.clear()
+
+    def release(self) -> None:
+        with self._lock:
+            self._hold_marker = None
+        self._released.set()
+
+    def _fault_for(self, body: bytes) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            if self._hold_marker is not None and self._hold_marker in body:
+                return "hold"
+            if now < self._error_until:
+                return "500"
+            if now < self._stall_until:
+                return "stall"
+        return None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FaultProxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                fault = proxy._fault_for(body)
+                if fault == "500":
+                    proxy.answered_500 += 1
+                    payload = b'{"errors": ["injected fault: internal server error"]}'
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    self.close_connection = True
+                    return
+                if fault in ("stall", "hold"):
+                    proxy.stalled += 1
+                    if fault == "hold":
+                        proxy.held.set()
+                        proxy._released.wait(600)
+                    else:
+                        while time.monotonic() < proxy._stall_until:
+                            time.sleep(0.1)
+                    self.close_connection = True  # no answer at all: the client sees a dropped connection
+                    return
+                upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
+                    upstream.request(self.command, self.path, body=body or None, headers=headers)
+                    response = upstream.getresponse()
+                    data = response.read()
+                finally:
+                    upstream.close()
+                proxy.forwarded += 1
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in _HOP_HEADERS:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.release()
+        with self._lock:
+            self._error_until = self._stall_until = 0.0
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    """Poll until ``predicate()`` is truthy; its value, or AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def ptosc_processes(root_pid: int | None = None) -> list[psutil.Process]:
+    """Live pt-osc processes (under ``root_pid`` when given)."""
+    if root_pid is not None:
+        try:
+            candidates = psutil.Process(root_pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+    else:
+        candidates = list(psutil.process_iter())
+    found = []
+    for proc in candidates:
+        try:
+            if "pt-online-schema-change" in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def kill_group(process) -> None:
+    """SIGKILL a spawned process's whole group (it was started with start_new_session) and reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
