@@ -1,7 +1,8 @@
 """Paths where two things happen at once: pause/cancel during a copy, copies on two clusters.
 
 The copy runs in its own process (another worker), the pause or cancel is
-claimed and run here, as Airflow would on a second worker.
+claimed and run here, as Airflow would on a second worker. The ALTERs add an
+index, so they cannot be instant and really go through pt-osc.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def e2e(airflow_home, shift_api, shift_settings):
 
 def test_pause_mid_copy_then_resume(e2e, primary, database, tmp_path):
     create_sample_table(primary, database, "t", 6000)
-    mid = e2e.create(ddl="ALTER TABLE t ADD COLUMN paused_col INT", database=database)["id"]
+    mid = e2e.create(ddl="ALTER TABLE t ADD COLUMN paused_col INT, ADD INDEX idx_paused (paused_col)", database=database)["id"]
     to_started(e2e, mid)
     (_, conf), = claim_only()
     copy = spawn_migration_run(conf, tmp_path / "worker-a")
@@ -90,7 +91,7 @@ def test_pause_mid_copy_then_resume(e2e, primary, database, tmp_path):
 def test_cancel_mid_copy_leaves_nothing_on_the_source(e2e, primary, database, tmp_path):
     create_sample_table(primary, database, "t", 6000)
     before = content_checksum(primary, database, "t")
-    mid = e2e.create(ddl="ALTER TABLE t ADD COLUMN canceled_col INT", database=database)["id"]
+    mid = e2e.create(ddl="ALTER TABLE t ADD COLUMN canceled_col INT, ADD INDEX idx_canceled (canceled_col)", database=database)["id"]
     to_started(e2e, mid)
     (_, conf), = claim_only()
     copy = spawn_migration_run(conf, tmp_path / "worker-a")
@@ -116,7 +117,7 @@ def test_two_clusters_copy_at_the_same_time(airflow_home, shift_settings, primar
             server.execute("CREATE DATABASE IF NOT EXISTS twoclusters")
             server.execute("DROP TABLE IF EXISTS twoclusters.t")
             create_sample_table(server, "twoclusters", "t", 6000)
-            ids.append(api.create(ddl="ALTER TABLE t ADD COLUMN both_col INT", database="twoclusters",
+            ids.append(api.create(ddl="ALTER TABLE t ADD COLUMN both_col INT, ADD INDEX idx_both (both_col)", database="twoclusters",
                                   cluster=cluster)["id"])
         runs = claim_and_run()
         assert sorted(r.conf["id"] for _, r in runs) == sorted(ids)
