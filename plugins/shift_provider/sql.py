@@ -6,7 +6,6 @@ else we build from quoted identifiers here, so a hostile name cannot escape.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -177,9 +176,8 @@ def parse_ddl(ddl: str) -> ParsedDDL:
         alter_clause = _source_after(text, tokens, pos)
         if not alter_clause:
             raise ValueError("ALTER TABLE has no alteration")
-        upper = alter_clause.upper()
-        if re.search(r"\bRENAME\s+(TO|AS)\b", upper) or re.match(r"RENAME\s+[`\w]", upper):
-            raise ValueError("ALTER TABLE ... RENAME TO changes the table's name; shift cannot run it")
+        if renames_table(alter_clause):
+            raise ValueError("ALTER TABLE ... RENAME [TO|AS] changes the table's name; shift cannot run it")
     return ParsedDDL(action, mode, database, table, alter_clause)
 
 
@@ -210,3 +208,27 @@ def _source_after(text: str, tokens: list[tuple[str, str]], significant_pos: int
             seen += 1
         offset += width
     return text[offset:].strip()
+
+
+def alter_items(clause: str) -> list[list[str]]:
+    """The comma-separated alterations of an ALTER clause, each as its upper-cased words and names."""
+    items: list[list[str]] = [[]]
+    depth = 0
+    for kind, text in tokenize(clause):
+        if kind == "punct" and text == "(":
+            depth += 1
+        elif kind == "punct" and text == ")":
+            depth -= 1
+        elif kind == "punct" and text == "," and depth == 0:
+            items.append([])
+        elif kind == "word" and depth == 0:
+            items[-1].append(text.upper())
+        elif kind == "qident" and depth == 0:
+            items[-1].append("`" + text)
+    return [item for item in items if item]
+
+
+def renames_table(clause: str) -> bool:
+    """True for ``RENAME [TO|AS] new`` (MariaDB allows leaving out TO), not RENAME COLUMN/INDEX/KEY."""
+    return any(item[0] == "RENAME" and (len(item) < 2 or item[1] not in ("COLUMN", "INDEX", "KEY"))
+               for item in alter_items(clause))

@@ -19,6 +19,9 @@ from shift_provider.sql import parse_ddl, qualified, quote_ident, shadow_table_n
     ("drop table if exists d.t", Action.DROP, Mode.TABLE, "d", "t", None),
     ("DROP VIEW `v`", Action.DROP, Mode.VIEW, None, "v", None),
     ("alter table `tábla` add column ñ int", Action.ALTER, Mode.TABLE, None, "tábla", "add column ñ int"),
+    ("ALTER TABLE t RENAME COLUMN a TO b", Action.ALTER, Mode.TABLE, None, "t", "RENAME COLUMN a TO b"),
+    ("ALTER TABLE t RENAME INDEX i TO j, ADD COLUMN c INT DEFAULT (1)", Action.ALTER, Mode.TABLE, None, "t",
+     "RENAME INDEX i TO j, ADD COLUMN c INT DEFAULT (1)"),
 ])
 def test_parse_ddl(ddl, action, mode, database, table, clause):
     parsed = parse_ddl(ddl)
@@ -32,7 +35,9 @@ def test_parse_ddl(ddl, action, mode, database, table, clause):
     ("alter table t add column x int -- hi", "comments"),
     ("select * from t", "must be CREATE TABLE"),
     ("create temporary table t (id int)", "TEMPORARY"),
-    ("alter table t rename to u", "RENAME TO"),
+    ("alter table t rename to u", "RENAME"),
+    ("alter table t add column x int, rename u", "RENAME"),
+    ("alter table t rename as u", "RENAME"),
     ("alter table t", "no alteration"),
     ("drop table a, b", "exactly one"),
     ("alter table `t add column x int", "unterminated"),
