@@ -177,7 +177,7 @@ def parse_ddl(ddl: str) -> ParsedDDL:
         if not alter_clause:
             raise ValueError("ALTER TABLE has no alteration")
         if renames_table(alter_clause):
-            raise ValueError("ALTER TABLE ... RENAME [TO|AS] changes the table's name; shift cannot run it")
+            raise ValueError("ALTER TABLE ... RENAME TO changes the table's name (so do RENAME AS and RENAME <name>); shift cannot run it")
     return ParsedDDL(action, mode, database, table, alter_clause)
 
 
