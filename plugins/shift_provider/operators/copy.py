@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,6 +160,8 @@ class CopyRun:
         self._history: list[int] = []
         self._dirty_progress = False
         self._sent_api_percent: int | None = None
+        self._pushed: dict[str, Any] = {}  # the last value pushed per XCom key
+        self._version: Future | None = None
         now = time.monotonic()
         self._next_publish = now
         self._next_control = now + self.settings.control_poll_interval
@@ -170,6 +173,11 @@ class CopyRun:
         m = self.migration
         if not self.still_copy_in_progress():
             return {"outcome": "not_copying"}
+        # pt-osc --version is a Perl start-up (a few hundred ms): asked for while the sub-steps
+        # before the copy run, not in front of it.
+        prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptosc-version")
+        self._version = prober.submit(ptosc.version, self.settings.pt_osc_path)
+        prober.shutdown(wait=False)
         self.pin_run_host()
         try:
             self.open_log()
@@ -247,7 +255,7 @@ class CopyRun:
     def record_start(self, command: ptosc.Command) -> None:
         s = self.state
         s.new_table = command.new_table
-        s.ptosc_version = ptosc.version(self.settings.pt_osc_path)
+        s.ptosc_version = self._version.result() if self._version else ptosc.version(self.settings.pt_osc_path)
         s.ptosc_args = list(command.argv)  # secret-free: credentials are in the defaults file
         s.copy_status = "running"
         s.copy_percentage = 0
@@ -319,9 +327,16 @@ class CopyRun:
             self._next_state = now + self.settings.state_sync_interval
             self.sync_state(self.quick_api)
 
+    def push(self, key: str, value: Any) -> None:
+        """An XCom push only when the value changed: each push is a round trip to Airflow."""
+        if key in self._pushed and self._pushed[key] == value:
+            return
+        self.ti.xcom_push(key=key, value=value)
+        self._pushed[key] = value
+
     def publish_progress(self, final: bool = False) -> None:
         self._dirty_progress = False
-        push = self.ti.xcom_push
+        push = self.push
         push(key=XCOM_PERCENTAGE, value=self._percent)
         push(key=XCOM_ETA, value=self._eta)
         push(key=XCOM_LINE, value=self._progress_line)
