@@ -21,7 +21,7 @@ demo-stop:
 	@bash scripts/demo.sh stop
 
 bench: bootstrap
-	@$(PY) -m shift_bench --rows $(ROWS)
+	@$(PY) scripts/bench.py --rows $(ROWS)
 
 clean:
 	rm -rf $(VENV) .demo
