@@ -250,7 +250,8 @@ class Migration(BaseModel):
 def _first_error(exc: ValidationError) -> str:
     messages = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        # A location is a payload key: clip it, or a 70 KiB key becomes a 70 KiB error message.
+        loc = ".".join(str(p) if len(str(p)) <= 80 else str(p)[:80] + "..." for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             msg = f"{loc} is missing"

@@ -84,7 +84,7 @@ class ClaimMigrationsOperator(BaseOperator):
             run_id = migration_run_id(migration)
         except (MalformedMigrationError, MigrationStepError) as exc:
             self.log.error("failing migration %s: %s", migration_id, exc)
-            api.fail(migration_id, str(exc))
+            api.fail(migration_id, str(exc)[:2000])  # as the steps clip theirs: readable in the shift UI
             return None
         return {"trigger_run_id": run_id, "conf": conf}
 
