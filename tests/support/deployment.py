@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
 AIRFLOW = str(BIN / "airflow")
 WORKERS = ("worker-a", "worker-b")
+SUPERVISED = ("api-server", "scheduler", "dag-processor", "triggerer")  # restarted when they crash
 DEFAULT_QUEUE = "default"
 # pt-osc throttled enough that a copy of tens of thousands of rows lasts tens of seconds.
 SLOW_COPY = ["--chunk-size=200", "--chunk-size-limit=0", "--sleep=0.05"]
@@ -140,6 +142,8 @@ class Deployment:
         self.airflow_port = 0
         self.redis_port = 0
         self.timings: dict[str, float] = {}
+        self.restarts: list[tuple[str, int | None, str]] = []  # (component, exit code, when) by the watchdog
+        self._stopping = threading.Event()
 
     # -- addresses --------------------------------------------------------------------------
 
@@ -181,7 +185,24 @@ class Deployment:
             raise
         self.timings["startup"] = time.monotonic() - started
         self._write_pids()
+        self._watchdog = threading.Thread(target=self._supervise, name="deployment-watchdog", daemon=True)
+        self._watchdog.start()
         return self
+
+    def _supervise(self) -> None:
+        """Restart a crashed scheduler, dag-processor, triggerer or api-server, as systemd's
+        ``Restart=always`` or a Kubernetes Deployment would. Each restart is recorded in ``restarts``:
+        Airflow's own components can die on a metadata-database error (seen with MariaDB)."""
+        while not self._stopping.wait(1.0):
+            for name in SUPERVISED:
+                component = self.components.get(name)
+                if component is None or component.alive() or self._stopping.is_set():
+                    continue
+                self.restarts.append((name, component.process.returncode, time.strftime("%H:%M:%S")))
+                component.stop(timeout=5)
+                if not self._stopping.is_set():
+                    component.start()
+                    self._write_pids()
 
     def _mark(self, name: str, since: float) -> None:
         self.timings[name] = round(time.monotonic() - since, 1)
@@ -290,6 +311,7 @@ class Deployment:
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
             "AIRFLOW__TRIGGERER__CAPACITY": "50",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_SHIFT_API": self.shift_api.url,
@@ -309,9 +331,6 @@ class Deployment:
         t = time.monotonic()
         self.airflow_cli("db", "migrate", timeout=300)
         self._mark("db_migrate", t)
-        t = time.monotonic()
-        self.airflow_cli("pools", "set", "shift_copy", "4", "shift: copies running at once")
-        self._mark("pools", t)
 
     def _component(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Component:
         component = Component(name, argv, env or self.env, self.workdir / f"{name}.log").start()
@@ -329,6 +348,9 @@ class Deployment:
             self.start_worker(name, wait=False)
         wait_for(lambda: self.rest("GET", "monitor/health"), 120, "the api-server", interval=0.5)
         self._mark("api_server", t)
+        # `airflow pools set shift_copy 4 ...` through the REST API: no extra CLI start-up.
+        self.rest("POST", "pools", {"name": "shift_copy", "slots": 4, "include_deferred": False,
+                                    "description": "shift: copies running at once"})
         for name in WORKERS:
             self.wait_worker_ready(name)
         self._mark("workers", t)
@@ -395,6 +417,9 @@ class Deployment:
     # -- stop -------------------------------------------------------------------------------
 
     def stop(self) -> None:
+        self._stopping.set()
+        if getattr(self, "_watchdog", None) is not None:
+            self._watchdog.join(timeout=10)
         # Airflow's components all at once (TERM to each group, KILL what is left after 20 s).
         airflow = [c for name, c in self.components.items() if name != "redis" and c.process is not None]
         for component in airflow:
