@@ -65,6 +65,8 @@ class Settings(BaseModel):
     rename_lock_wait_timeout: int = Field(default=3, ge=1)
     rename_retries: int = Field(default=5, ge=0)
     ptosc_extra_args: list[str] = Field(default_factory=list)
+    mysql_connect_timeout: int = Field(default=10, ge=1)
+    mysql_read_timeout: int = Field(default=3600, ge=1)  # longer than any statement a step runs
 
     @field_validator("rest_api")
     @classmethod

@@ -91,6 +91,14 @@ class ShiftClusterHook(MySqlHook):
         kwargs.setdefault("log_sql", False)
         super().__init__(mysql_conn_id=settings.mysql_conn_id, connection=connection, **kwargs)
 
+    def _get_conn_config_mysql_client(self, conn) -> dict:
+        # Bounded waits: a cluster that restarted or vanished must fail a step, not hang it.
+        config = super()._get_conn_config_mysql_client(conn)
+        config["connect_timeout"] = self.settings.mysql_connect_timeout
+        config["read_timeout"] = self.settings.mysql_read_timeout
+        config["write_timeout"] = self.settings.mysql_read_timeout
+        return config
+
     @contextlib.contextmanager
     def defaults_file(self) -> Iterator[Path]:
         """A 0600 client option file for pt-osc, so no password ever reaches argv.
