@@ -93,11 +93,26 @@ def checked_config_path(config_path: str, settings: Settings) -> str:
     return real
 
 
+def unsupported_table(migration: Migration) -> str | None:
+    """Why pt-osc cannot alter this table, or None.
+
+    pt-osc 3.2 looks the table up by a name it quotes as latin1 text, so it never
+    finds a table whose name holds non-ASCII characters or a quote.
+    """
+    if migration.table.isascii() and "'" not in migration.table:
+        return None
+    return (f"pt-online-schema-change cannot alter table {migration.table!r}: it does not find tables whose "
+            "names hold non-ASCII characters or a quote; approve the migration as a short run instead")
+
+
 def dsn(migration: Migration, defaults_file: Path) -> str:
     """h=,P=,D=,t= plus F= (the defaults file), which pt-osc honours wherever it stands."""
     for value in (migration.host, migration.database, migration.table, str(defaults_file)):
         if "," in value or "=" in value:
             raise MigrationStepError(f"{value!r} cannot be passed in a pt-osc DSN (contains ',' or '=')")
+    reason = unsupported_table(migration)
+    if reason:
+        raise MigrationStepError(reason)
     return f"F={defaults_file},h={migration.host},P={migration.port},D={migration.database},t={migration.table}"
 
 
@@ -119,7 +134,8 @@ def build_command(migration: Migration, settings: Settings, defaults_file: Path,
             f"--tries={TRIES}",
             f"--set-vars={SET_VARS}",
         ]
-    argv += ["--alter", alter_clause(migration)]
+    # pt-osc talks latin1 unless told; a database named in UTF-8 is then "unknown".
+    argv += ["--charset=utf8mb4", "--alter", alter_clause(migration)]
     if options.recursion_method:
         argv.append(f"--recursion-method={options.recursion_method}")
     if migration.runtype == RunType.NOCHECKALTER:

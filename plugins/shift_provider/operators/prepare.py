@@ -122,6 +122,11 @@ class DryRunOperator(ShiftMigrationOperator):
             self.check_drop_target(migration)
         elif migration.is_short_run:
             self.log.info("runtype short: the DDL will run directly at start, so there is no pt-osc dry run")
+        elif ptosc.unsupported_table(migration):
+            # Still preparable: a human can approve it as a short run, which runs the DDL directly.
+            reason = ptosc.unsupported_table(migration)
+            self.log.warning("no pt-osc dry run: %s", reason)
+            self._append_note(migration, f"no pt-online-schema-change dry run: {reason}\n")
         else:
             self.ptosc_dry_run(migration)
 
@@ -226,6 +231,12 @@ class DryRunOperator(ShiftMigrationOperator):
             self.api.append_to_file(migration.id, text)
         except Exception as exc:
             self.log.warning("could not append the dry run output to the shift log file: %s", exc)
+
+    def _append_note(self, migration: Migration, text: str) -> None:
+        try:
+            self.api.append_to_file(migration.id, text)
+        except Exception as exc:
+            self.log.warning("could not append to the shift log file: %s", exc)
 
     def _kill(self) -> None:
         process = self._process
