@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.mariadb import TEST_PASSWORD, TEST_USER, MariaDBServer, free_port  # noqa: E402
+from tests.support.mariadb import TEST_PASSWORD, TEST_USER, MariaDBServer  # noqa: E402
 from tests.support.tables import create_sample_table, columns_of  # noqa: E402
 
 DEMO = REPO / ".demo"

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import rename_steps, schema_ops
+from shift_provider import rename_steps
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import BOOKKEEPING_DB
@@ -357,14 +357,7 @@ class InlineCopyRun(CopyRun):
         return True
 
     def conclude_succeeded(self) -> dict[str, Any]:
-        m = self.migration
-        triggers = self.record_leftovers()
-        shadow = schema_ops.table_exists(self.hook, m.database, self.state.new_table)
-        if len(triggers) < 3 or not shadow:
-            self.state.copy_status = "failed"
-            self.sync_state(self.api)
-            raise PtOscError(f"pt-online-schema-change reported success but left triggers {triggers} and shadow "
-                             f"table `{self.state.new_table}` {'present' if shadow else 'missing'}")
+        triggers = self.verified_leftovers()
         self._percent, self._eta, self._waiting = 100, 0, None
         self.publish_progress(final=True)
         self.state.copy_status = "succeeded"

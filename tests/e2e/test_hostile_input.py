@@ -30,8 +30,6 @@ names and are quoted, never refused (a backtick or NUL is refused).
 
 from __future__ import annotations
 
-import json
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -16,7 +16,6 @@ from tests.support.tables import (
     columns_of,
     content_checksum,
     create_sample_table,
-    tables_in,
     triggers_on,
 )
 

@@ -402,16 +402,20 @@ class CopyRun:
         # The base reports it once, as `error` (resumable): the copy step's failure outcome.
         raise PtOscError(message, exit_code=result.exit_code)
 
-    def conclude_succeeded(self) -> dict[str, Any]:
-        m = self.migration
+    def verified_leftovers(self) -> list[str]:
+        """The triggers and shadow table the rename needs; a "success" without them is not one."""
         triggers = self.record_leftovers()
-        shadow = schema_ops.table_exists(self.hook, m.database, self.state.new_table)
+        shadow = schema_ops.table_exists(self.hook, self.migration.database, self.state.new_table)
         if len(triggers) < 3 or not shadow:
-            # The rename step needs both; a "success" without them is not one.
             self.state.copy_status = "failed"
             self.sync_state(self.api)
             raise PtOscError(f"pt-online-schema-change reported success but left triggers {triggers} and shadow "
                              f"table `{self.state.new_table}` {'present' if shadow else 'missing'}")
+        return triggers
+
+    def conclude_succeeded(self) -> dict[str, Any]:
+        m = self.migration
+        triggers = self.verified_leftovers()
         self._percent, self._eta, self._waiting = 100, 0, None
         if not self._history or self._history[-1] != 100:
             self._history.append(100)
