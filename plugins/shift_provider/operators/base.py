@@ -18,6 +18,7 @@ from airflow.sdk import BaseOperator
 from shift_provider.codes import MACHINE_STATUSES, Status
 from shift_provider.exceptions import MalformedMigrationError, MigrationStepError
 from shift_provider.hooks.cluster import ShiftClusterHook, apply_overrides
+from shift_provider.links import ShiftMigrationLink
 from shift_provider.models import Migration
 from shift_provider.settings import Settings, get_settings
 from shift_provider.state_machine import Outcome, rule_for
@@ -32,6 +33,7 @@ class ShiftMigrationOperator(BaseOperator):
     template_fields: Sequence[str] = ("migration",)
     template_fields_renderers = {"migration": "json"}
     ui_color = "#dbeafe"
+    operator_extra_links = (ShiftMigrationLink(),)
 
     def __init__(self, *, migration: dict | str = "{{ dag_run.conf | tojson }}",
                  shift_api_conn_id: str | None = None, **kwargs: Any) -> None:
