@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 UV_VERSION="0.13.9"
-APT_PACKAGES=(mariadb-server mariadb-client percona-toolkit pkg-config libmariadb-dev python3-venv redis-server)
+APT_PACKAGES=(mariadb-server mariadb-client percona-toolkit pkg-config libmariadb-dev python3-venv redis-server postgresql)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 

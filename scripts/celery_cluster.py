@@ -1,11 +1,12 @@
 """The proven production topology on one machine: scheduler, dag-processor, triggerer, api-server,
-two Celery workers (Redis broker), MariaDB metadata, the reference shift API and two MariaDB clusters.
+two Celery workers (Redis broker), PostgreSQL metadata, the reference shift API and two MariaDB clusters.
 
     .venv/bin/python scripts/celery_cluster.py [--workdir DIR] [--keep]
 
 Starts everything (each component in its own process group, free 127.0.0.1 ports), prints
 the addresses and the environment to use with ``airflow``/``shift-client``, and runs until
-Ctrl-C or SIGTERM, then stops everything by process group. ``stop --workdir DIR`` stops a
+Ctrl-C or SIGTERM, then stops everything by process group. A component that crashes is
+reported and stops the cluster (nothing is restarted). ``stop --workdir DIR`` stops a
 cluster whose runner died, from ``DIR/pids.json``. The tests (tests/deployment) start the
 same topology through ``tests.support.deployment.Deployment``.
 """
@@ -47,25 +48,35 @@ def run(args: argparse.Namespace) -> None:
     for name, server in deployment.servers.items():
         print(f"[cluster] cluster {name:<8} 127.0.0.1:{server.port}", flush=True)
     print(f"[cluster] redis broker    {deployment.broker_url}", flush=True)
+    print(f"[cluster] metadata DB     {deployment.meta.url()}", flush=True)
     env_file = deployment.workdir / "airflow.env"
     env_file.write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in sorted(deployment.env.items())
                                 if k.startswith(("AIRFLOW", "SHIFT_")) or k == "PYTHONPATH"))
     print(f"[cluster] `source {env_file}` to use the airflow CLI against it; Ctrl-C stops everything", flush=True)
+    crashed = False
     try:
-        while not stopping:
+        while not stopping and not crashed:
+            try:
+                deployment.assert_healthy()
+            except AssertionError as exc:
+                crashed = True
+                print(f"[cluster] {exc}", file=sys.stderr, flush=True)
             time.sleep(0.5)
     finally:
         print("[cluster] stopping", flush=True)
         deployment.stop()
         print("[cluster] stopped", flush=True)
+    if crashed:
+        sys.exit(1)
 
 
 def stop(args: argparse.Namespace) -> None:
     pids = json.loads((Path(args.workdir) / "pids.json").read_text())
     for name, pid in pids.items():
+        sig = signal.SIGINT if name == "metadata-db" else signal.SIGTERM  # PostgreSQL: fast shutdown
         try:
-            os.killpg(pid, signal.SIGTERM)
-            print(f"[cluster] TERM to {name} (process group {pid})")
+            os.killpg(pid, sig)
+            print(f"[cluster] {sig.name} to {name} (process group {pid})")
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + 20

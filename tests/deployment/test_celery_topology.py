@@ -1,7 +1,8 @@
 """Real deployment proof: scheduler, dag-processor, triggerer, api-server and two Celery workers.
 
 One topology per module (tests.support.deployment.Deployment): real processes, a Redis
-broker, MariaDB metadata, the reference shift API, two MariaDB clusters. Humans act
+broker, PostgreSQL metadata, the reference shift API, two MariaDB clusters. A component that
+crashes fails the test (with its log tail); none is restarted. Humans act
 through ``shift-client``; Airflow is read through its REST API (/api/v2). The tests that
 stop worker A come last and start it again.
 """
@@ -42,19 +43,24 @@ def deployment():
     TIMINGS["startup"] = round(time.monotonic() - started, 1)
     try:
         yield topology
+        topology.assert_healthy()  # still all up at the end of the module
     finally:
+        crashed = [c.name for c in topology.crashed()]
         t = time.monotonic()
         topology.stop()
         TIMINGS["teardown"] = round(time.monotonic() - t, 1)
         print(f"\ndeployment in {topology.workdir} timings: {TIMINGS} components: {topology.timings} "
-              f"restarted by the watchdog: {topology.restarts or 'none'}")
+              f"crashed: {crashed or 'none'}")
 
 
 @pytest.fixture
 def both_workers(deployment):
-    """Both workers up and taking tasks (a test that stopped one leaves it to the next, or to teardown)."""
+    """Both workers up and taking tasks (a test that stopped one leaves it to the next, or to teardown);
+    every other component still running before and after the test."""
+    deployment.assert_healthy()
     _restore_workers(deployment)
-    return deployment
+    yield deployment
+    deployment.assert_healthy()
 
 
 def _restore_workers(deployment: Deployment) -> None:
@@ -263,7 +269,9 @@ def test_one_copy_at_a_time_per_cluster_while_the_other_cluster_copies_in_parall
     tables_one = ["s1", "s2", "s3", "s4"]
     for table in tables_one:
         create_sample_table(one, database, table, 8000)
-    create_sample_table(two, database, "p", 30000)
+    # Long enough to still be copying when cluster one's first copy gets a slot: small tasks hold
+    # the executor's slots a few seconds each, so that first copy can start ~10 s after this one.
+    create_sample_table(two, database, "p", LONG_COPY_ROWS)
     ids_one = [file_migration(deployment, "one", database, f"ALTER TABLE {t} ADD COLUMN x INT NULL")
                for t in tables_one]
     id_two = file_migration(deployment, "two", database, "ALTER TABLE p ADD COLUMN x INT NULL")

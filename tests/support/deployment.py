@@ -2,12 +2,16 @@
 
 ``Deployment().start()`` starts, each in its own process group on free 127.0.0.1 ports:
 
-* a private MariaDB for Airflow's metadata (and Celery's result backend),
+* a private PostgreSQL 15 for Airflow's metadata (and Celery's result backend),
 * a private ``redis-server`` as the Celery broker (no persistence),
 * two MariaDB "clusters" (``one``, ``two``) and the reference shift API knowing both,
 * ``airflow api-server``, ``scheduler``, ``dag-processor``, ``triggerer``,
 * two ``airflow celery worker`` processes (``worker-a``, ``worker-b``), each with its own
   host name (``SHIFT_RUN_HOST``, also Airflow's ``hostname_callable``), as if on two machines.
+
+Every component is watched (``Deployment.crashed``): one that exits on its own fails the
+test that is waiting (``wait_for``) with its log tail; nothing is restarted behind the test's
+back. The workers are left out: the tests stop them on purpose.
 
 Top-level imports stay light: every Airflow process imports this module for
 ``worker_hostname`` (the ``[core] hostname_callable``).
@@ -33,7 +37,13 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
 AIRFLOW = str(BIN / "airflow")
 WORKERS = ("worker-a", "worker-b")
-SUPERVISED = ("api-server", "scheduler", "dag-processor", "triggerer")  # restarted when they crash
+# Must never exit while the deployment runs: a crash of one fails the test (never restarted).
+WATCHED = ("metadata-db", "redis", "api-server", "scheduler", "dag-processor", "triggerer")
+PG_BIN = Path(os.environ.get("SHIFT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_USER = "postgres"  # PostgreSQL refuses to run as root: as root, its servers run as this user
+# Checks every wait_for runs between polls (a started Deployment's crash check), so a crashed
+# component fails the waiting test at once instead of after the wait's timeout.
+_HEALTH_CHECKS: list = []
 DEFAULT_QUEUE = "default"
 # pt-osc throttled enough that a copy of tens of thousands of rows lasts tens of seconds.
 SLOW_COPY = ["--chunk-size=200", "--chunk-size-limit=0", "--sleep=0.05"]
@@ -49,6 +59,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
+        for check in list(_HEALTH_CHECKS):
+            check()
         try:
             value = predicate()
         except Exception as exc:  # a component still starting: ask again
@@ -68,11 +80,12 @@ class Component:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen | None = None
+    cwd: str = str(REPO)
 
     def start(self) -> Component:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(REPO))
+                                        stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.cwd)
         log.close()
         return self
 
@@ -121,6 +134,90 @@ class Component:
             return "(no log)"
 
 
+def _as_postgres_user() -> list[str]:
+    """argv prefix running a PostgreSQL binary as ``PG_USER`` when we are root (it refuses root).
+    ``setpriv`` execs in place: the server stays the leader of the process group we stop."""
+    if os.getuid() != 0:
+        return []
+    return ["setpriv", f"--reuid={PG_USER}", f"--regid={PG_USER}", "--init-groups", "--"]
+
+
+@dataclass
+class PostgresServer:
+    """A private PostgreSQL for Airflow's metadata: initdb under ``basedir``, trust auth on 127.0.0.1,
+    durability off (a test database), database ``airflow``."""
+
+    basedir: Path
+    log_path: Path
+    port: int = 0
+    component: Component | None = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.basedir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.basedir / "run"
+
+    def url(self, driver: str = "postgresql+psycopg2") -> str:
+        return f"{driver}://{PG_USER}@127.0.0.1:{self.port}/airflow"
+
+    def start(self) -> PostgresServer:
+        from tests.support.mariadb import free_port
+
+        self.port = self.port or free_port()
+        self.basedir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        prefix = _as_postgres_user()
+        if prefix:  # the server's user owns its directories and can reach them (mkdtemp makes 0700)
+            for path in (self.basedir, self.socket_dir):
+                shutil.chown(path, PG_USER, PG_USER)
+            workdir = self.basedir.parent
+            workdir.chmod(workdir.stat().st_mode | 0o011)  # traverse only, no listing
+        env = dict(os.environ, LC_ALL="C", LANG="C")
+        init = subprocess.run([*prefix, str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", PG_USER,
+                               "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions"],
+                              env=env, capture_output=True, text=True, timeout=120, cwd="/")
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb exited {init.returncode}: {init.stdout[-2000:]}{init.stderr[-2000:]}")
+        settings = {
+            "listen_addresses": "127.0.0.1", "port": self.port, "unix_socket_directories": str(self.socket_dir),
+            "max_connections": 200, "shared_buffers": "32MB",
+            "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+            "logging_collector": "off",
+        }
+        argv = [*prefix, str(PG_BIN / "postgres"), "-D", str(self.datadir)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        self.component = Component("metadata-db", argv, env, self.log_path, cwd="/").start()
+
+        def answers() -> bool:
+            assert self.component.alive(), f"postgres exited: {self.component.log_tail()}"
+            self.execute("SELECT 1", database="postgres")
+            return True
+
+        wait_for(answers, 60, "postgres", interval=0.2)
+        self.execute("CREATE DATABASE airflow ENCODING 'UTF8'", database="postgres")
+        return self
+
+    def execute(self, sql: str, database: str = "airflow") -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=PG_USER, dbname=database, connect_timeout=5)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(sql)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """SIGINT: PostgreSQL's fast shutdown (sessions ended, clean checkpoint)."""
+        if self.component is not None:
+            self.component.stop(timeout=20, sig=signal.SIGINT)
+
+
 @dataclass
 class Deployment:
     """The whole topology; ``start()`` then ``stop()``. Everything lives under ``workdir``."""
@@ -136,13 +233,12 @@ class Deployment:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.components: dict[str, Component] = {}
         self.servers: dict[str, Any] = {}  # cluster name -> MariaDBServer
-        self.meta = None  # MariaDBServer holding the Airflow metadata database
+        self.meta: PostgresServer | None = None  # the Airflow metadata database
         self.shift_api = None  # ShiftApiServer
         self.redis: Component | None = None
         self.airflow_port = 0
         self.redis_port = 0
         self.timings: dict[str, float] = {}
-        self.restarts: list[tuple[str, int | None, str]] = []  # (component, exit code, when) by the watchdog
         self._stopping = threading.Event()
 
     # -- addresses --------------------------------------------------------------------------
@@ -163,15 +259,11 @@ class Deployment:
     def stop_file(self) -> Path:
         return self.workdir / "shift-stop"
 
-    def _metadata_url(self, driver: str = "mysql+mysqldb") -> str:
-        from tests.support.mariadb import TEST_PASSWORD, TEST_USER
-
-        return f"{driver}://{TEST_USER}:{TEST_PASSWORD}@127.0.0.1:{self.meta.port}/airflow"
-
     # -- start ------------------------------------------------------------------------------
 
     def start(self) -> Deployment:
         started = time.monotonic()
+        _HEALTH_CHECKS.append(self.assert_healthy)  # a component that dies while starting fails at once
         try:
             self._start_databases()
             self._start_redis()
@@ -185,24 +277,20 @@ class Deployment:
             raise
         self.timings["startup"] = time.monotonic() - started
         self._write_pids()
-        self._watchdog = threading.Thread(target=self._supervise, name="deployment-watchdog", daemon=True)
-        self._watchdog.start()
         return self
 
-    def _supervise(self) -> None:
-        """Restart a crashed scheduler, dag-processor, triggerer or api-server, as systemd's
-        ``Restart=always`` or a Kubernetes Deployment would. Each restart is recorded in ``restarts``:
-        Airflow's own components can die on a metadata-database error (seen with MariaDB)."""
-        while not self._stopping.wait(1.0):
-            for name in SUPERVISED:
-                component = self.components.get(name)
-                if component is None or component.alive() or self._stopping.is_set():
-                    continue
-                self.restarts.append((name, component.process.returncode, time.strftime("%H:%M:%S")))
-                component.stop(timeout=5)
-                if not self._stopping.is_set():
-                    component.start()
-                    self._write_pids()
+    def crashed(self) -> list[Component]:
+        """Watched components that exited on their own (none is ever restarted)."""
+        if self._stopping.is_set():
+            return []
+        return [c for name in WATCHED if (c := self.components.get(name)) is not None and not c.alive()]
+
+    def assert_healthy(self) -> None:
+        """AssertionError naming every crashed component, with its exit code and log tail."""
+        crashed = self.crashed()
+        if crashed:
+            raise AssertionError("deployment component(s) crashed: " + "; ".join(
+                f"{c.name} exited {c.process.returncode}, log tail:\n{c.log_tail()}" for c in crashed))
 
     def _mark(self, name: str, since: float) -> None:
         self.timings[name] = round(time.monotonic() - since, 1)
@@ -211,8 +299,14 @@ class Deployment:
         from tests.support.mariadb import MariaDBServer
 
         t = time.monotonic()
-        self.meta = MariaDBServer(server_id=90, basedir=self.workdir / "metadata-db").start()
-        self.meta.execute("CREATE DATABASE airflow CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        self.meta = PostgresServer(self.workdir / "metadata-db", self.workdir / "metadata-db.log")
+        try:
+            self.meta.start()
+        finally:
+            if self.meta.component is not None:
+                self.components["metadata-db"] = self.meta.component
+        self._mark("postgres", t)
+        t = time.monotonic()
         for index, name in enumerate(self.clusters):
             self.servers[name] = MariaDBServer(server_id=91 + index, basedir=self.workdir / f"cluster-{name}").start()
         self._mark("mariadb", t)
@@ -293,19 +387,15 @@ class Deployment:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._metadata_url(),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.meta.url("postgresql+psycopg2"),
             "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self._metadata_url(),
+            # The driver named: SQLAlchemy's default for postgresql:// is psycopg 3, not installed.
+            "AIRFLOW__CELERY__RESULT_BACKEND": self.meta.url("db+postgresql+psycopg2"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
             "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
-            # MariaDB (the only server here) is not a supported Airflow metadata database: the
-            # scheduler's asset-orphanage query (WITH ... DELETE ... RETURNING) is refused by it
-            # and crashes the scheduler. Our DAGs have no assets, so the timer is pushed out of
-            # reach; production uses PostgreSQL or MySQL 8 (README).
-            "AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": "31536000",
             # A worker that vanished (kill -9, lost node) is noticed after this many seconds
             # (300 by default); its copy is then handed back by the copy task's failure callback.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
@@ -418,10 +508,11 @@ class Deployment:
 
     def stop(self) -> None:
         self._stopping.set()
-        if getattr(self, "_watchdog", None) is not None:
-            self._watchdog.join(timeout=10)
+        if self.assert_healthy in _HEALTH_CHECKS:
+            _HEALTH_CHECKS.remove(self.assert_healthy)
         # Airflow's components all at once (TERM to each group, KILL what is left after 20 s).
-        airflow = [c for name, c in self.components.items() if name != "redis" and c.process is not None]
+        airflow = [c for name, c in self.components.items()
+                   if name not in ("redis", "metadata-db") and c.process is not None]
         for component in airflow:
             component.signal_group(signal.SIGTERM)
         deadline = time.monotonic() + 20
@@ -452,7 +543,6 @@ class Deployment:
     def _write_pids(self) -> None:
         pids = {name: c.pid for name, c in self.components.items()}
         pids.update({f"mariadb-{name}": s.process.pid for name, s in self.servers.items()})
-        pids["mariadb-metadata"] = self.meta.process.pid
         pids["shift-api"] = self.shift_api.process.pid
         (self.workdir / "pids.json").write_text(json.dumps(pids, indent=1))
 
