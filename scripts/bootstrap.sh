@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what shift-airflow needs on a fresh Debian machine, idempotently:
-# the Debian packages (MariaDB, Percona Toolkit, the mysqlclient build deps)
+# the Debian packages (MariaDB, Percona Toolkit, the mysqlclient build deps, and
+# Redis and PostgreSQL for the multi-worker deployment tests)
 # and a virtualenv at .venv with the pinned Python packages.
 set -euo pipefail
 
