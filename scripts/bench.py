@@ -193,7 +193,7 @@ class Bench:
         created = self.api.create(DDL, database=DATABASE, cluster="bench",
                                   custom_options={"recursion_method": "none"})
         self.api.drive_to_start(created["id"])
-        return self.api.machine("unstage", created["id"])
+        return self.api.claim(created["id"])
 
     # -- the measurements ---------------------------------------------------------------------
 

@@ -100,8 +100,99 @@ def _check_identifier(kind: str, value: str) -> str:
     return value
 
 
+# What every answer of the shift API says about where a migration is in its life.
+# Rails derives the target (table, host, port, mode, action) only in ``staged``; every
+# other answer is the bare row, so after the claim only these fields are read again.
+LIFECYCLE_FIELDS = ("status", "staged", "lock_version", "run_host", "copy_percentage", "error_message")
+DERIVED_FIELDS = ("table", "host", "port", "mode", "action")
+
+
+def _strict_integer(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    text = str(value).strip()
+    if not text.lstrip("-").isdigit():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    number = int(text)
+    if number < 0 or (name == "id" and number == 0):
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def _strict_code_value(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"{name} must be a numeric code, got {value!r}")
+    return int(str(value).strip())
+
+
+class MigrationLifecycle(BaseModel):
+    """A migration as ``show`` and the runner's POSTs answer it: the bare Rails row.
+
+    It has no table, host or port (Rails adds those only to ``staged``), so it is read
+    for the lifecycle fields alone: status, staged, lock_version, run_host,
+    copy_percentage, error_message.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: int
+    status: Status
+    staged: bool | None = None
+    lock_version: int | None = None
+    run_host: str | None = None
+    copy_percentage: float | None = None
+    error_message: str | None = None
+
+    @field_validator("id", "lock_version", mode="before")
+    @classmethod
+    def _lifecycle_int(cls, value: Any, info) -> Any:
+        if value is None and info.field_name == "lock_version":
+            return None
+        return _strict_integer(value, info.field_name)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _lifecycle_status(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("status is missing")
+        return _strict_code_value(value, "status")
+
+    @field_validator("run_host", "error_message", mode="before")
+    @classmethod
+    def _lifecycle_text(cls, value: Any, info) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{info.field_name} must be a string or null, got {value!r}")
+        return value
+
+    @classmethod
+    def from_answer(cls, row: Any) -> MigrationLifecycle:
+        """Validate a bare row from any answer; every problem is one MalformedMigrationError."""
+        if not isinstance(row, dict):
+            raise MalformedMigrationError(f"shift answered {type(row).__name__}, not a migration row")
+        try:
+            return cls.model_validate(row)
+        except ValidationError as exc:
+            raise MalformedMigrationError(
+                f"malformed answer for migration {row.get('id')!r}: {_first_error(exc)}",
+                migration_id=row.get("id"),
+            ) from None
+
+
+def claimed_payload(listed: dict[str, Any], claimed: dict[str, Any]) -> dict[str, Any]:
+    """The migration a claim acts on: its target from ``staged``, its lifecycle from the claim.
+
+    ``listed`` is the entry of ``staged`` (the only answer with table, host, port, mode,
+    action, and the runtype Rails decided); ``claimed`` is unstage's bare row, newer for
+    the lifecycle fields. A field the claim does not carry keeps its listed value.
+    """
+    merged = dict(listed)
+    if isinstance(claimed, dict):
+        merged.update({name: claimed[name] for name in LIFECYCLE_FIELDS if name in claimed})
+    return merged
+
+
 class Migration(BaseModel):
-    """One staged migration; types are strict enough that later steps never re-check."""
+    """One staged migration (target and lifecycle); types are strict enough that later steps never re-check."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -128,14 +219,7 @@ class Migration(BaseModel):
     def _strict_int(cls, value: Any, info) -> Any:
         if value is None and info.field_name == "lock_version":
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ValueError(f"{info.field_name} must be an integer, got {value!r}")
-        text = str(value).strip()
-        if not text.lstrip("-").isdigit():
-            raise ValueError(f"{info.field_name} must be an integer, got {value!r}")
-        number = int(text)
-        if number < 0 or (info.field_name == "id" and number == 0):
-            raise ValueError(f"{info.field_name} must be positive, got {value!r}")
+        number = _strict_integer(value, info.field_name)
         if info.field_name == "port" and not 0 < number < 65536:
             raise ValueError(f"port must be between 1 and 65535, got {value!r}")
         return number
@@ -147,9 +231,7 @@ class Migration(BaseModel):
             if info.field_name == "status":
                 raise ValueError("status is missing")
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-            raise ValueError(f"{info.field_name} must be a numeric code, got {value!r}")
-        return int(str(value).strip())
+        return _strict_code_value(value, info.field_name)
 
     @field_validator("database", "table", mode="before")
     @classmethod

@@ -36,8 +36,8 @@ def test_create_and_get_print_the_migration(server):
     created = ok(server, "create", "--cluster", "primary", "--database", "app", "--ddl", ALTER,
                  "--final-insert", "INSERT INTO app.log VALUES (1)", "--pr-url", "https://example.invalid/1",
                  "--requestor", "bob", "--custom-options", '{"max_replication_lag": "3"}')
-    assert (created["status"], created["table"], created["requestor"], created["final_insert"]) == (
-        0, "t", "bob", "INSERT INTO app.log VALUES (1)")
+    assert (created["status"], created["requestor"], created["final_insert"]) == (
+        0, "bob", "INSERT INTO app.log VALUES (1)")
     assert json.loads(created["custom_options"]) == {"max_replication_lag": "3"}
     assert ok(server, "get", str(created["id"])) == server.migration(created["id"])
 

@@ -86,7 +86,7 @@ def changed(**changes):
     return rewrite
 
 
-ROGUE = dict(cluster_name="rogue")  # the API serves the row's own host/port for an unknown cluster
+ROGUE = dict(cluster_name="rogue")  # served with a host/port no registered cluster has
 
 # -- refused before any SQL -------------------------------------------------------------
 REFUSED_CASES = {
@@ -159,7 +159,8 @@ REFUSED_CASES = {
     # the DDL: one plain statement, for this table, in this database
     "ddl-second-statement": raw(REFUSED, "more than one statement",
                                 ddl_statement=ALTER + "; DROP TABLE victim"),
-    "ddl-refused-and-show-lacks-host": raw(REFUSED, "more than one statement", host=None, port=None,
+    # show never has host (a bare Rails row): the refusal must still reach shift
+    "ddl-refused-and-show-lacks-host": raw(REFUSED, "more than one statement",
                                            ddl_statement=ALTER + "; DROP TABLE victim"),
     "ddl-comment-hides-separator": raw(REFUSED, "more than one statement",
                                        ddl_statement=ALTER + " -- \n; DROP TABLE victim"),
@@ -333,13 +334,14 @@ class Corpus:
             self.upstream.extra.append(LEFT_ALONE_ENTRIES[case.id])
             return
         if case.via == "sqlite":
-            # As the API's create stores it: the cluster's address in host/port (a case may blank them).
-            row = dict(database=self.db[case.id], table=case.table, ddl_statement=fields.pop("ddl", ALTER),
-                       host=self.primary.host, port=self.primary.port)
-            row.update(fields)
-            if isinstance(row.get("port"), str) and row["port"].isdigit():
-                row["port"] = int(row["port"])
-            self.mid[case.id] = stage_raw(self.api.db_path, **row)
+            # A valid row in the API's store; the broken upstream serves the case's fields over it
+            # (Rails derives table/host/port only in `staged`, so that is where they are bent).
+            served = dict(database=self.db[case.id], table=case.table, ddl_statement=fields.pop("ddl", ALTER))
+            served.update(fields)
+            if isinstance(served.get("port"), str) and served["port"].isdigit():
+                served["port"] = int(served["port"])
+            self.mid[case.id] = stage_raw(self.api.db_path, database=self.db[case.id], ddl_statement=ALTER)
+            self.upstream.rewrite[self.mid[case.id]] = changed(**served)
             return
         fields.setdefault("database", self.db[case.id])
         fields.setdefault("ddl", ALTER)

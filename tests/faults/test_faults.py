@@ -49,9 +49,7 @@ def claimed_copy(api, database: str, **custom) -> dict:
 
 
 def claim(api, migration_id: int) -> dict:
-    payload = api.machine("unstage", migration_id)
-    assert payload.get("id") == migration_id, payload
-    return payload
+    return api.claim(migration_id)
 
 
 def state_of(api, migration_id: int) -> MigrationState:

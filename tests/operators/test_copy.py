@@ -34,9 +34,7 @@ def start_copy(shift_api, database: str, table: str, ddl: str | None = None, **c
 
 
 def claim(shift_api, migration_id: int) -> dict:
-    payload = shift_api.machine("unstage", migration_id)
-    assert payload.get("id") == migration_id, payload
-    return payload
+    return shift_api.claim(migration_id)
 
 
 def state_of(shift_api, migration_id: int) -> MigrationState:

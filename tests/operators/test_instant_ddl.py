@@ -31,7 +31,7 @@ class Env:
     def create(self, ddl: str = ADD, **kwargs) -> dict:
         """A migration at 0, unstaged: the prepare DAG run's conf."""
         created = self.api.create(ddl=ddl, database=self.database, final_insert=FINAL_INSERT, **kwargs)
-        return self.api.machine("unstage", created["id"])
+        return self.api.claim(created["id"])
 
     def detect(self, payload: dict):
         run = run_dag("shift_test_detect_instant_ddl", payload)
@@ -44,7 +44,7 @@ class Env:
         for step, extra in (("approve", {"runtype": "long"}), ("start", {})):
             response = self.api.human(step, mid, **extra)
             assert response.status_code == 200, response.text
-        return self.api.machine("unstage", mid)
+        return self.api.claim(mid)
 
     def copy(self, payload: dict) -> dict:
         run = run_dag("shift_test_copy", payload)
@@ -55,7 +55,7 @@ class Env:
     def to_rename(self, mid: int) -> dict:
         response = self.api.human("rename", mid)
         assert response.status_code == 200, response.text
-        return self.api.machine("unstage", mid)
+        return self.api.claim(mid)
 
     def at_rename(self, ddl: str = ADD) -> dict:
         """Detected instant, copied nothing, the human said rename: the rename run's conf."""

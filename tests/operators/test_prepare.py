@@ -28,7 +28,7 @@ class Env:
     def claim(self, ddl: str, final_insert: str = "") -> dict:
         """Create a migration in shift and unstage it, as the runner's sensor would: the DAG run's conf."""
         created = self.api.create(ddl=ddl, database=self.database, final_insert=final_insert)
-        return self.api.machine("unstage", created["id"])
+        return self.api.claim(created["id"])
 
     def info_stats(self, table: str) -> tuple[int, int, int]:
         return tuple(int(v) for v in self.primary.query(

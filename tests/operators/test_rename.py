@@ -64,14 +64,14 @@ class Env:
         self.primary.execute(f"CREATE TABLE {q(self.database)}.rename_audit "
                              "(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64) NOT NULL)")
         created = self.api.create(ddl=DDL, database=self.database, final_insert=final_insert)
-        self.api.machine("unstage", created["id"])
-        stats = schema_ops.table_stats(self.hook(created), self.database, TABLE)
+        claimed = self.api.claim(created["id"])
+        stats = schema_ops.table_stats(self.hook(claimed), self.database, TABLE)
         self.api.request("PUT", f"migrations/{created['id']}", stats.as_update("start"))
         self.api.machine("next_step", created["id"])
         for step, extra in (("approve", {"runtype": "long"}), ("start", {})):
             response = self.api.human(step, created["id"], **extra)
             assert response.status_code == 200, response.text
-        return self.api.machine("unstage", created["id"])
+        return self.api.claim(created["id"])
 
     def hook(self, payload: dict) -> ShiftClusterHook:
         return ShiftClusterHook(Migration.from_payload(payload), self.settings)
@@ -95,7 +95,7 @@ class Env:
         """The human says rename (5, staged); the runner claims it: the rename DAG run's conf."""
         response = self.api.human("rename", migration_id)
         assert response.status_code == 200, response.text
-        return self.api.machine("unstage", migration_id)
+        return self.api.claim(migration_id)
 
     def ready(self, **kwargs) -> dict:
         payload = self.prepared()
@@ -170,11 +170,11 @@ def test_prepare_copy_rename_with_writes_across_the_swap(env):
     mid = created["id"]
     writer = BackgroundWriter(env.primary, env.database, TABLE, interval=0.002).start()
     try:
-        run = run_dag("shift_test_prepare", env.api.machine("unstage", mid))
+        run = run_dag("shift_test_prepare", env.api.claim(mid))
         assert succeeded(run), task_states(run)
         for step, extra in (("approve", {"runtype": "long"}), ("start", {})):
             assert env.api.human(step, mid, **extra).status_code == 200
-        run = run_dag("shift_test_copy", env.api.machine("unstage", mid))
+        run = run_dag("shift_test_copy", env.api.claim(mid))
         assert succeeded(run), task_states(run)
         assert env.api.migration(mid)["status"] == 4
         conf = env.to_rename(mid)

@@ -31,7 +31,7 @@ class Env:
         """A migration driven to 3 (copy in progress) and claimed: the DAG run's conf."""
         created = self.api.create(ddl=ddl, database=self.database, final_insert=final_insert)
         self.api.drive_to_start(created["id"], runtype=runtype)
-        conf = self.api.machine("unstage", created["id"])
+        conf = self.api.claim(created["id"])
         assert conf["status"] == 3
         return conf
 

@@ -25,8 +25,8 @@ def test_one_migration_through_its_whole_life(shift_api):
     created = _client_ok(shift_api, "create", "--cluster", "primary", "--database", "appname",
                          "--ddl", ALTER, "--custom-options", '{"max_threads_running": "150"}')
     mid = created["id"]
-    assert (created["status"], created["staged"], created["table"], created["action"], created["mode"]) == (
-        0, True, "employees", 2, 0)
+    assert (created["status"], created["staged"]) == (0, True)
+    assert not {"table", "host", "port", "mode", "action"} & set(created), "a bare Rails row"
     assert json.loads(created["custom_options"]) == {"max_threads_running": "150"}
     seen_versions = [created["lock_version"]]
 
@@ -249,9 +249,10 @@ def test_staged_returns_at_most_two_machine_migrations(server):
     ("CREATE OR REPLACE VIEW v AS SELECT 1", "v", 1, 0),
     ("alter table `weird name` add column x int;", "weird name", 0, 2),
 ])
-def test_ddl_is_parsed_at_creation(server, ddl, table, mode, action):
+def test_ddl_is_parsed_when_staged(server, ddl, table, mode, action):
     migration = server.create(ddl, database="appname")
-    assert (migration["table"], migration["mode"], migration["action"]) == (table, mode, action)
+    listed = {m["id"]: m for m in server.request("GET", "migrations/staged").json()}[migration["id"]]
+    assert (listed["table"], listed["mode"], listed["action"]) == (table, mode, action)
 
 
 @pytest.mark.parametrize("body,error", [

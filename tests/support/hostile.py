@@ -125,23 +125,22 @@ class RunnerTrace:
         return found
 
 
-def stage_raw(sqlite_path, *, database: Any, table: Any, ddl_statement: Any, final_insert: Any = "",
-              status: Any = 0, runtype: Any = 1, mode: Any = 0, action: Any = 2, custom_options: Any = None,
-              host: Any = None, port: Any = None, cluster_name: str = "primary", lock_version: Any = 0) -> int:
-    """A staged migration row written straight into the reference API's store; returns its id.
+def stage_raw(sqlite_path, *, database: str, ddl_statement: str, cluster_name: str = "primary") -> int:
+    """A valid staged migration row written straight into the reference API's store; its id.
 
-    ``cluster_name`` "primary" makes the API serve the cluster's own host/port; any other
-    name makes it serve the row's ``host``/``port`` as written.
+    The row holds Rails' columns only. What a hostile case sets beyond it (a table,
+    host or port Rails would derive, a DDL Rails' parser would drop from ``staged``, a
+    lock_version of the wrong type) is served by ``BrokenUpstream.rewrite`` instead, the
+    way a broken upstream would serve it.
     """
     now = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
     conn = sqlite3.connect(str(sqlite_path), timeout=30)
     try:
         cursor = conn.execute(
-            'INSERT INTO migrations (cluster_name, "database", "table", ddl_statement, final_insert, requestor,'
-            " status, staged, runtype, initial_runtype, mode, action, custom_options, host, port, lock_version,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'hostile-tests', ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (cluster_name, database, table, ddl_statement, final_insert, status, runtype, runtype, mode, action,
-             custom_options, host, port, lock_version, now, now))
+            'INSERT INTO migrations (cluster_name, "database", ddl_statement, final_insert, requestor,'
+            " status, staged, runtype, initial_runtype, created_at, updated_at)"
+            " VALUES (?, ?, ?, '', 'hostile-tests', 0, 1, 1, 1, ?, ?)",
+            (cluster_name, database, ddl_statement, now, now))
         conn.commit()
         return int(cursor.lastrowid)
     finally:
@@ -149,10 +148,11 @@ def stage_raw(sqlite_path, *, database: Any, table: Any, ddl_statement: Any, fin
 
 
 class BrokenUpstream:
-    """A pass-through HTTP proxy to the reference API whose ``staged`` answer lies.
+    """A pass-through HTTP proxy to the reference API whose ``staged`` and ``unstage`` answers lie.
 
-    ``rewrite[id]`` maps a listed payload to what is served instead; ``extra`` entries are
-    served once each, at the head of the next ``staged`` answer.
+    ``rewrite[id]`` maps a listed payload (and that migration's claim answer) to what is
+    served instead; ``extra`` entries are served once each, at the head of the next
+    ``staged`` answer.
     """
 
     def __init__(self, target_root: str) -> None:
@@ -186,6 +186,11 @@ class BrokenUpstream:
             self.served_extra += extra
         return extra + served
 
+    def _claimed(self, answer: Any) -> Any:
+        if isinstance(answer, dict) and answer.get("id") in self.rewrite:
+            return self.rewrite[answer["id"]](dict(answer))
+        return answer
+
     def _handler(self):
         proxy = self
 
@@ -197,9 +202,11 @@ class BrokenUpstream:
                 upstream = requests.request(self.command, proxy.target_root + self.path, data=body,
                                             headers=headers, timeout=30)
                 content = upstream.content
-                if self.command == "GET" and self.path.split("?")[0].endswith("/migrations/staged") \
-                        and upstream.status_code == 200:
+                path = self.path.split("?")[0]
+                if self.command == "GET" and path.endswith("/migrations/staged") and upstream.status_code == 200:
                     content = json.dumps(proxy._staged(upstream.json())).encode()
+                if self.command == "POST" and path.endswith("/migrations/unstage") and upstream.status_code == 200:
+                    content = json.dumps(proxy._claimed(upstream.json())).encode()
                 self.send_response(upstream.status_code)
                 self.send_header("Content-Type", upstream.headers.get("Content-Type", "application/json"))
                 self.send_header("Content-Length", str(len(content)))

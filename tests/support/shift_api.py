@@ -152,6 +152,22 @@ class ShiftApiServer:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def claim(self, migration_id: int) -> dict[str, Any]:
+        """Claim a staged migration as the runner does; the shift_migration conf.
+
+        Rails serves the target (table, host, port, mode, action) only in ``staged``, and
+        ``unstage`` answers the bare row: the conf is the listed entry with the claim's
+        lifecycle fields, built by the runner's own ``claimed_payload``. The migration must
+        be among the 2 entries ``staged`` serves (the most recently updated ones).
+        """
+        from shift_provider.models import claimed_payload
+
+        listed = [m for m in self.request("GET", "migrations/staged").json() if m.get("id") == migration_id]
+        assert listed, f"migration {migration_id} is not among the staged migrations served"
+        claimed = self.machine("unstage", migration_id)
+        assert claimed.get("id") == migration_id, claimed
+        return claimed_payload(listed[0], claimed)
+
     def drive_to_start(self, migration_id: int, runtype: str = "long") -> dict[str, Any]:
         """Play both sides from 0 staged to 3 copy in progress, staged (what a runner then picks up)."""
         self.machine("unstage", migration_id)

@@ -8,7 +8,7 @@ import pytest
 
 from shift_provider.codes import Action, Mode, RunType, Status
 from shift_provider.exceptions import MalformedMigrationError
-from shift_provider.models import Migration
+from shift_provider.models import DERIVED_FIELDS, Migration, MigrationLifecycle, claimed_payload
 
 GOOD = {
     "id": 43, "database": "appname_staging", "table": "employees",
@@ -117,3 +117,43 @@ def test_malformed_payloads_give_one_clear_error(case, payload, message):
 
 def test_there_are_at_least_thirty_malformed_cases():
     assert len(MALFORMED) >= 30
+
+
+# -- after the claim: Rails answers the bare row ---------------------------------------------------
+
+def bare_row(**changes):
+    """A row as show/unstage/next_step answer it: no table, host, port, mode or action."""
+    row = {k: v for k, v in GOOD.items() if k not in DERIVED_FIELDS}
+    row.update(runtype=0, error_message=None, **changes)
+    return row
+
+
+def test_a_bare_row_is_not_a_migration_but_has_a_lifecycle():
+    with pytest.raises(MalformedMigrationError, match="table is missing; host is missing; port is missing"):
+        Migration.from_payload(bare_row())
+    lifecycle = MigrationLifecycle.from_answer(bare_row(status=3, staged=False, run_host="w1", copy_percentage=45))
+    assert (lifecycle.status, lifecycle.staged, lifecycle.run_host, lifecycle.copy_percentage) == (
+        Status.COPY_IN_PROGRESS, False, "w1", 45)
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"id": 1}, "status is missing"),
+    ({"id": 1, "status": "copying"}, "status must be a numeric code"),
+    ({"id": True, "status": 3}, "id must be an integer"),
+    ({"id": 1, "status": 3, "run_host": 5}, "run_host must be a string or null"),
+    ([1, 2], "not a migration row"),
+])
+def test_a_malformed_answer_is_one_clear_error(row, message):
+    with pytest.raises(MalformedMigrationError, match=message):
+        MigrationLifecycle.from_answer(row)
+
+
+def test_the_claim_keeps_the_listed_target_and_takes_the_claims_lifecycle():
+    listed = dict(GOOD, status=3, staged=True, run_host=None)
+    claimed = bare_row(status=11, staged=False, lock_version=9, run_host="w2")
+    merged = Migration.from_payload(claimed_payload(listed, claimed))
+    assert (merged.table, merged.host, merged.port, merged.mode, merged.action) == (
+        "employees", "localhost", 3306, Mode.TABLE, Action.ALTER)
+    assert merged.runtype == RunType.LONG, "the runtype Rails decided in staged, not the row's undecided 0"
+    assert (merged.status, merged.staged, merged.lock_version, merged.run_host) == (
+        Status.PAUSING, False, 9, "w2")

@@ -292,10 +292,14 @@ class ShiftApiHook(HttpHook):
         return self._call("show", "GET", f"migrations/{migration_id}")
 
     def get_migration(self, migration_id: int | str):
-        """The migration as the typed model (MalformedMigrationError if it cannot be acted on)."""
-        from shift_provider.models import Migration
+        """Where the migration is in its life now, from ``show`` (a MigrationLifecycle).
 
-        return Migration.from_payload(self.show(migration_id).get("migration"))
+        ``show`` answers the bare Rails row, without table/host/port: the target of a
+        step always comes from the claimed ``staged`` entry, never from here.
+        """
+        from shift_provider.models import MigrationLifecycle
+
+        return MigrationLifecycle.from_answer(self.show(migration_id).get("migration"))
 
     def unstage(self, migration_id: int | str) -> Claim:
         """Claim a staged migration; never a blind retry.

@@ -15,7 +15,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseOperator
 
 from shift_provider.exceptions import MalformedMigrationError, MigrationStepError
-from shift_provider.models import Migration
+from shift_provider.models import Migration, claimed_payload
 from shift_provider.settings import get_settings
 from shift_provider.state_machine import step_for
 
@@ -74,11 +74,12 @@ class ClaimMigrationsOperator(BaseOperator):
         if claim.stolen:
             self.log.info("migration %s was claimed by another runner; skipping", migration_id)
             return None
-        conf = payload
         if isinstance(claim.payload, dict) and claim.payload.get("status") != payload.get("status"):
-            self.log.warning("migration %s moved from status %s to %s since it was listed; using the claim",
+            self.log.warning("migration %s moved from status %s to %s since it was listed; using the claim's",
                              migration_id, payload.get("status"), claim.payload.get("status"))
-            conf = claim.payload
+        # The target (table, host, port...) exists only in the staged entry; the claim's bare
+        # row is newer for the lifecycle (status, staged, lock_version...).
+        conf = claimed_payload(payload, claim.payload)
         try:
             migration = Migration.from_payload(conf)
             run_id = migration_run_id(migration)

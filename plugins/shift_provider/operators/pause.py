@@ -14,12 +14,12 @@ from typing import Any
 
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.models import Migration
+from shift_provider.models import Migration, MigrationLifecycle
 from shift_provider.operators.base import ShiftMigrationOperator
 from shift_provider.state_file import MigrationState, load_state
 
 
-def copy_release_reason(current: Migration, state: MigrationState, stale_after: float) -> str | None:
+def copy_release_reason(current: MigrationLifecycle, state: MigrationState, stale_after: float) -> str | None:
     """Why no copy holds the migration any more, or None while one still runs."""
     if current.run_host is None:
         return "run_host is unpinned"

@@ -1,5 +1,11 @@
 """SQLite persistence and the migration state machine of the reference shift API.
 
+Rows hold the Rails schema's columns and nothing else, and every answer is shaped as
+the Rails controller shapes it: ``staged`` alone derives table/mode/action from the
+DDL and host/port from the cluster, lists the 5 most recently updated staged
+migrations in machine statuses, drops those whose DDL does not parse (unless
+canceled) and returns at most 2; every other answer is the bare row.
+
 Every transition is one guarded ``UPDATE ... WHERE status IN (...) [AND lock_version = ?]``
 whose rowcount says whether it happened, so concurrent callers (twenty runners racing
 for one unstage) cannot both win: SQLite serialises writers and the guard re-checks.
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from shift_provider.codes import Action, FileType, RunType, Status
+from shift_provider.codes import Action, FileType, Mode, RunType, Status
 from shift_provider.reference_api.ddl import DdlError, parse_ddl
 
 MACHINE = (0, 3, 5, 9, 11)
@@ -25,6 +31,7 @@ RESUMABLE = (12, 13)
 DELETABLE = (0, 1, 2, 14)
 CANCELABLE = (3, 4, 5, 6, 11, 12, 13)
 UNSTAGE_LIMIT = 2
+STAGED_WINDOW = 5  # Rails: migrations_by_state(:machine) takes the 5 most recently updated
 
 INT_FIELDS = ("table_rows_start", "table_size_start", "index_size_start",
               "table_rows_end", "table_size_end", "index_size_end")
@@ -36,7 +43,6 @@ CREATE TABLE IF NOT EXISTS migrations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     cluster_name TEXT NOT NULL,
     "database" TEXT NOT NULL,
-    "table" TEXT NOT NULL,
     ddl_statement TEXT NOT NULL,
     final_insert TEXT,
     pr_url TEXT,
@@ -49,14 +55,12 @@ CREATE TABLE IF NOT EXISTS migrations (
     staged INTEGER NOT NULL DEFAULT 1,
     runtype INTEGER NOT NULL DEFAULT 0,
     initial_runtype INTEGER NOT NULL DEFAULT 0,
-    mode INTEGER,
-    action INTEGER,
     custom_options TEXT,
     lock_version INTEGER NOT NULL DEFAULT 0,
-    host TEXT,
-    port INTEGER,
     run_host TEXT,
-    copy_percentage REAL,
+    copy_percentage INTEGER,
+    editable INTEGER NOT NULL DEFAULT 1,
+    meta_request_id INTEGER,
     error_message TEXT,
     table_rows_start INTEGER, table_size_start INTEGER, index_size_start INTEGER,
     table_rows_end INTEGER, table_size_end INTEGER, index_size_end INTEGER,
@@ -75,12 +79,15 @@ CREATE TABLE IF NOT EXISTS shift_files (
 );
 """
 
+# The columns of Rails' ``migrations`` table (ui/db/schema.rb plus custom_options): a bare
+# row has these and no table/host/port/mode/action.
 MIGRATION_FIELDS = (
-    "id", "database", "table", "ddl_statement", "final_insert", "staged", "status", "host", "port",
-    "runtype", "run_host", "mode", "action", "custom_options", "lock_version", "cluster_name",
-    "copy_percentage", "error_message", *INT_FIELDS, "work_directory", "pr_url", "requestor",
-    "approved_by", "approved_at", "started_at", "completed_at", "auto_run", "created_at", "updated_at",
+    "id", "created_at", "updated_at", "completed_at", "requestor", "cluster_name", "database",
+    "ddl_statement", "final_insert", "pr_url", *INT_FIELDS, "approved_by", "approved_at", "work_directory",
+    "started_at", "copy_percentage", "staged", "status", "error_message", "run_host", "lock_version",
+    "editable", "runtype", "meta_request_id", "initial_runtype", "auto_run", "custom_options",
 )
+BOOLEAN_FIELDS = ("staged", "editable", "auto_run")
 
 
 class NotFound(LookupError):
@@ -172,13 +179,15 @@ class Store:
     @staticmethod
     def serialize(row: sqlite3.Row) -> dict[str, Any]:
         data = {name: row[name] for name in MIGRATION_FIELDS}
-        data["staged"] = bool(data["staged"])
-        data["auto_run"] = bool(data["auto_run"])
+        for name in BOOLEAN_FIELDS:
+            data[name] = bool(data[name])
         return data
 
     def available_actions(self, row: sqlite3.Row) -> list[str]:
         """What a human may do now (the Rails ``authorized_actions`` for a full admin)."""
-        status, action = row["status"], row["action"]
+        status, action = row["status"], _parsed(row["ddl_statement"]).action
+        if action is None:  # Rails rescues a parse failure as an alter
+            action = Action.ALTER
         if status == Status.PREPARING:
             return ["delete"]
         if status == Status.AWAITING_APPROVAL:
@@ -265,17 +274,15 @@ class Store:
             errors.append("Custom options must be a JSON object.")
         if errors:
             raise Invalid(errors)
-        address = self.clusters[cluster_name]
         now = _now()
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             cursor = conn.execute(
-                'INSERT INTO migrations (cluster_name, "database", "table", ddl_statement, final_insert, pr_url,'
-                " requestor, status, staged, runtype, initial_runtype, mode, action, custom_options, host, port,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 1, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (cluster_name, database, parsed.table, ddl, params.get("final_insert") or "",
-                 params.get("pr_url"), params.get("requestor"), int(parsed.default_runtype), int(parsed.mode),
-                 int(parsed.action), custom, address.host, address.port, now, now),
+                'INSERT INTO migrations (cluster_name, "database", ddl_statement, final_insert, pr_url,'
+                " requestor, status, staged, runtype, initial_runtype, custom_options,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 1, 0, ?, ?, ?, ?)",
+                (cluster_name, database, ddl, params.get("final_insert") or "",
+                 params.get("pr_url"), params.get("requestor"), int(parsed.default_runtype), custom, now, now),
             )
             conn.execute("COMMIT")
             return self.show(cursor.lastrowid)
@@ -377,25 +384,35 @@ class Store:
     # -- runner side ----------------------------------------------------------------------
 
     def staged(self) -> list[dict[str, Any]]:
+        """As Rails: the 5 most recently updated staged machine migrations, parse failures
+        dropped (unless canceled), derived fields added, at most 2 returned."""
         placeholders = ", ".join("?" for _ in MACHINE)
         with self._connect() as conn:
             rows = conn.execute(
                 f"SELECT * FROM migrations WHERE staged = 1 AND status IN ({placeholders})"
-                " ORDER BY updated_at, id",
-                MACHINE,
+                " ORDER BY updated_at DESC, id DESC LIMIT ?",
+                (*MACHINE, STAGED_WINDOW),
             ).fetchall()
         result = []
         for row in rows:
+            parsed = _parsed(row["ddl_statement"])
+            if parsed.error and row["status"] != Status.CANCELED:
+                continue
             data = self.serialize(row)
             if data["runtype"] == RunType.UNDECIDED:
-                data["runtype"] = row["initial_runtype"]
+                # Rails: an undecided runtype is served as long unless the DDL is surely short
+                data["runtype"] = int(RunType.LONG if parsed.runtype in (None, RunType.MAYBE_SHORT,
+                                                                         RunType.MAYBE_NOCHECKALTER)
+                                      else parsed.runtype)
+            data["table"] = parsed.table
+            data["mode"] = None if parsed.mode is None else int(parsed.mode)
+            data["action"] = None if parsed.action is None else int(parsed.action)
             address = self.clusters.get(row["cluster_name"])
-            if address:
-                data["host"], data["port"] = address.host, address.port
+            if address is None:  # Rails: `mig.cluster.rw_host || next`, then compact
+                continue
+            data["host"], data["port"] = address.host, address.port
             result.append(data)
-            if len(result) == UNSTAGE_LIMIT:
-                break
-        return result
+        return result[:UNSTAGE_LIMIT]
 
     def unstage(self, migration_id: Any) -> dict[str, Any]:
         """The claim: exactly one caller flips staged 1 -> 0; the others get ``{}``."""
@@ -420,7 +437,8 @@ class Store:
             if name in INT_FIELDS:
                 sets[name] = _as_int(name, value)
             elif name == "copy_percentage":
-                sets[name] = _as_number(name, value)
+                number = _as_number(name, value)  # an integer column in Rails: 45.7 is stored as 45
+                sets[name] = None if number is None else int(number)
             else:
                 sets[name] = None if value is None else str(value)
         if not sets:
@@ -500,6 +518,25 @@ class Store:
             return None
         return {"migration_id": mid, "file_type": ftype, "contents": zlib.decompress(row["contents"]).decode(),
                 "created_at": row["created_at"], "updated_at": row["updated_at"]}
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """What Rails' OscParser derives from a DDL: None everywhere (and ``error``) when it cannot."""
+
+    table: str | None = None
+    mode: Mode | None = None
+    action: Action | None = None
+    runtype: RunType | None = None
+    error: str | None = None
+
+
+def _parsed(ddl: Any) -> _Derived:
+    try:
+        parsed = parse_ddl(ddl if isinstance(ddl, str) else "")
+    except DdlError as exc:
+        return _Derived(error=str(exc))
+    return _Derived(parsed.table, parsed.mode, parsed.action, parsed.default_runtype)
 
 
 def _as_id(value: Any) -> int:
