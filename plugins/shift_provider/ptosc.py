@@ -48,6 +48,11 @@ EXIT_CODES = {
 
 # The Go runner's flags, kept as shift users know them.
 MAX_LOAD = "Threads_running=125"
+
+
+def max_load_threads_running(migration: Migration) -> int:
+    """The Threads_running level at which the copy waits (pt-osc's --max-load); the checksum waits there too."""
+    return int(MAX_LOAD.split("=", 1)[1])
 TRIES = "create_triggers:200:1,copy_rows:10000:1"
 SET_VARS = "wait_timeout=600,lock_wait_timeout=1"
 

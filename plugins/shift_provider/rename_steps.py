@@ -56,6 +56,8 @@ class Expectations:
     dropped_indexes: frozenset[str] = frozenset()
     # A rebuild (ENGINE=InnoDB, FORCE) or IF [NOT] EXISTS may leave the definition as it was.
     may_keep_definition: bool = False
+    # CHANGE old new / RENAME COLUMN old TO new: the same data under a new name (old, new).
+    renamed_columns: tuple[tuple[str, str], ...] = ()
 
 
 def _specifications(alter_clause: str) -> list[list[tuple[str, str]]]:
@@ -82,6 +84,7 @@ def alter_expectations(alter_clause: str) -> Expectations:
     drop_c: set[str] = set()
     add_i: set[str] = set()
     drop_i: set[str] = set()
+    renamed: list[tuple[str, str]] = []
     rebuild_only = True
     conditional = False
     for spec in _specifications(alter_clause):
@@ -142,16 +145,18 @@ def alter_expectations(alter_clause: str) -> Expectations:
             if old and new and old != new:
                 drop_c.add(old)
                 add_c.add(new)
+                renamed.append((old, new))
         elif head == "RENAME" and len(words) > 3:
             if words[1] == "COLUMN" and words[3] == "TO" and name_at(2) and name_at(4):
                 drop_c.add(name_at(2))
                 add_c.add(name_at(4))
+                renamed.append((name_at(2), name_at(4)))
             elif words[1] in _INDEX_WORDS and words[3] == "TO" and name_at(2) and name_at(4):
                 drop_i.add(name_at(2))
                 add_i.add(name_at(4))
     # A column dropped and added again (DROP c, ADD c ...) is only checked as present.
     return Expectations(frozenset(add_c), frozenset(drop_c - add_c), frozenset(add_i), frozenset(drop_i - add_i),
-                        rebuild_only or conditional)
+                        rebuild_only or conditional, tuple(renamed))
 
 
 # --- what a table looks like -----------------------------------------------------------------

@@ -64,6 +64,8 @@ class Settings(BaseModel):
     prefer_instant_ddl: bool = True  # metadata-only ALTERs skip the copy (ALGORITHM=INSTANT at rename); see instant_ddl
     rename_lock_wait_timeout: int = Field(default=3, ge=1)
     rename_retries: int = Field(default=5, ge=0)
+    checksum_chunk_seconds: float = Field(default=0.5, gt=0)  # the copy's checksum: target time per chunk
+    checksum_at_rename: bool = False  # also checksum the whole table again right before the swap
     ptosc_extra_args: list[str] = Field(default_factory=list)
     mysql_connect_timeout: int = Field(default=10, ge=1)
     mysql_read_timeout: int = Field(default=3600, ge=1)  # longer than any statement a step runs

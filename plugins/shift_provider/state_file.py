@@ -31,6 +31,7 @@ class MigrationState:
     steps_done: list[str] = field(default_factory=list)  # rename/run_ddl/cancel sub-steps
     instant_ddl: bool | None = None
     instant_definition_before: str = ""  # SHOW CREATE TABLE hash before the instant ALTER (rename)
+    checksum: dict = field(default_factory=dict)  # the copy's content checksum: chunks, rows, repairs, seconds
     updated_at: str = ""
 
     def to_yaml(self) -> str:

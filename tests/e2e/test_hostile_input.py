@@ -342,6 +342,8 @@ class Corpus:
                 served["port"] = int(served["port"])
             self.mid[case.id] = stage_raw(self.api.db_path, database=self.db[case.id], ddl_statement=ALTER)
             self.upstream.rewrite[self.mid[case.id]] = changed(**served)
+            if "lock_version" in served:  # a lifecycle field: the runner reads it from the claim's answer
+                self.upstream.rewrite_claim[self.mid[case.id]] = changed(lock_version=served["lock_version"])
             return
         fields.setdefault("database", self.db[case.id])
         fields.setdefault("ddl", ALTER)

@@ -150,14 +150,15 @@ def stage_raw(sqlite_path, *, database: str, ddl_statement: str, cluster_name: s
 class BrokenUpstream:
     """A pass-through HTTP proxy to the reference API whose ``staged`` and ``unstage`` answers lie.
 
-    ``rewrite[id]`` maps a listed payload (and that migration's claim answer) to what is
-    served instead; ``extra`` entries are served once each, at the head of the next
-    ``staged`` answer.
+    ``rewrite[id]`` maps a listed payload to what is served instead, ``rewrite_claim[id]``
+    that migration's unstage answer; ``extra`` entries are served once each, at the head
+    of the next ``staged`` answer.
     """
 
     def __init__(self, target_root: str) -> None:
         self.target_root = target_root.rstrip("/")
         self.rewrite: dict[int, Callable[[dict[str, Any]], Any]] = {}
+        self.rewrite_claim: dict[int, Callable[[dict[str, Any]], Any]] = {}
         self.extra: list[Any] = []
         self.served_extra: list[Any] = []
         self._lock = threading.Lock()
@@ -187,8 +188,8 @@ class BrokenUpstream:
         return extra + served
 
     def _claimed(self, answer: Any) -> Any:
-        if isinstance(answer, dict) and answer.get("id") in self.rewrite:
-            return self.rewrite[answer["id"]](dict(answer))
+        if isinstance(answer, dict) and answer.get("id") in self.rewrite_claim:
+            return self.rewrite_claim[answer["id"]](dict(answer))
         return answer
 
     def _handler(self):

@@ -35,6 +35,8 @@ XCOM_WAITING = "waiting_reason"  # the current reason pt-osc waits; None once it
 XCOM_LAST_WAITING = "last_waiting_reason"  # the latest reason ever seen in this run
 XCOM_HISTORY = "copy_progress_history"  # each distinct percentage, in order (at most 101 values)
 XCOM_OUTCOME = "copy_outcome"
+XCOM_CHECKSUM_PERCENTAGE = "checksum_percentage"
+XCOM_CHECKSUM = "checksum"  # the verify sub-step's result: chunks, rows, repairs, seconds
 
 PUBLISH_INTERVAL = 1.0  # XCom and API progress at most once per second
 _END = object()
@@ -420,6 +422,7 @@ class CopyRun:
         if not self._history or self._history[-1] != 100:
             self._history.append(100)
         self.publish_progress(final=True)
+        self.verify_content()
         self.state.copy_status = "succeeded"
         self.sync_state(self.api)
         self.note(f"copy done: shadow table `{self.state.new_table}` and triggers {triggers} are in place; "
@@ -427,6 +430,42 @@ class CopyRun:
         self.api.next_step(m.id)
         self.ti.xcom_push(key=XCOM_OUTCOME, value="copied")
         return {"outcome": "copied", "new_table": self.state.new_table, "triggers": triggers}
+
+    def verify_content(self) -> None:
+        """Prove the shadow holds the original's rows (content checksum) before awaiting the rename."""
+        from shift_provider import checksum
+        from shift_provider.rename_steps import alter_expectations
+
+        m = self.migration
+        self.state.copy_status = "verifying"
+        self.sync_state(self.api)
+        said: list[int] = []
+
+        def progress(percent: int, eta: int | None) -> None:
+            self.push(XCOM_CHECKSUM_PERCENTAGE, percent)
+            self.push(XCOM_ETA, eta)
+            if not said or percent // 10 > said[-1] // 10:
+                said.append(percent)
+                self.note(f"checksum: {percent}%" + (f", {eta}s remain" if eta else ""))
+
+        try:
+            result = checksum.compare(
+                self.hook, m.database, m.table, self.state.new_table,
+                renamed_columns=alter_expectations(ptosc.alter_clause(m)).renamed_columns,
+                max_threads_running=ptosc.max_load_threads_running(m),
+                chunk_seconds=self.settings.checksum_chunk_seconds, progress=progress, note=self.note)
+        except checksum.ChecksumMismatch as exc:
+            self.state.copy_status = "failed"
+            self.state.checksum = exc.result.as_dict() if exc.result else {}
+            self.sync_state(self.api)
+            self.note(str(exc))
+            self.ti.xcom_push(key=XCOM_OUTCOME, value="error")
+            raise
+        self.state.checksum = result.as_dict()
+        self.ti.xcom_push(key=XCOM_CHECKSUM, value=result.as_dict())
+        self.note(f"checksum: the shadow table equals the original: {result.rows} rows in {result.chunks} "
+                  f"chunk(s), {result.chunks_repaired} chunk(s) copied again ({result.rows_repaired} rows), "
+                  f"{result.seconds:.1f}s")
 
     def conclude_stopped(self, reason: str) -> dict[str, Any]:
         m = self.migration

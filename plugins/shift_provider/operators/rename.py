@@ -28,6 +28,8 @@ the runner can finish a half-done rename: clear the task to finish it.
 
 from __future__ import annotations
 
+import sys
+
 from typing import Any
 
 from shift_provider import final_insert, instant_ddl, rename_steps, schema_ops
@@ -134,8 +136,12 @@ class RenameOperator(ShiftMigrationOperator):
             self.log.info("swap: already done (`%s` is gone, `%s` has the new schema, the old table is `%s`)",
                           state.new_table, table, state.old_table)
         else:
+            if self.settings.checksum_at_rename:
+                self.checksum_again(hook, migration, state)
+            # A copy proven by its checksum is counted exactly (no estimate) whatever its size.
+            exact_max_rows = sys.maxsize if state.checksum else self.exact_count_max_rows
             self.log.info("swap: %s", rename_steps.verify_new_table(
-                hook, db, table, state.new_table, self.expected, exact_max_rows=self.exact_count_max_rows,
+                hook, db, table, state.new_table, self.expected, exact_max_rows=exact_max_rows,
                 lock_wait_timeout=self.settings.rename_lock_wait_timeout, log=self.log))
             attempt = rename_steps.swap_tables(hook, db, table, state.new_table, state.old_table,
                                                self.settings.rename_lock_wait_timeout, self.settings.rename_retries,
@@ -143,6 +149,27 @@ class RenameOperator(ShiftMigrationOperator):
             self.log.info("swap: RENAME TABLE `%s` TO `%s`, `%s` TO `%s` done (attempt %d)", table,
                           state.old_table, state.new_table, table, attempt)
         self._done("swap", state)
+
+    def checksum_again(self, hook, migration: Migration, state: MigrationState) -> None:
+        """``checksum_at_rename``: the whole content checksum once more, right before the swap."""
+        from shift_provider import checksum, ptosc
+
+        result = checksum.compare(
+            hook, migration.database, migration.table, state.new_table,
+            renamed_columns=self.expected.renamed_columns,
+            max_threads_running=ptosc.max_load_threads_running(migration),
+            chunk_seconds=self.settings.checksum_chunk_seconds,
+            progress=lambda percent, eta: None, note=lambda text: self.log.info("%s", text))
+        state.checksum = {**result.as_dict(), "at": "rename"}
+        save_state(self.api, state)
+        self.xcom_push_checksum(result)
+        self.log.info("checksum at rename: %d rows in %d chunk(s), %d chunk(s) copied again (%d rows), %.1fs",
+                      result.rows, result.chunks, result.chunks_repaired, result.rows_repaired, result.seconds)
+
+    def xcom_push_checksum(self, result) -> None:
+        from airflow.sdk import get_current_context
+
+        get_current_context()["ti"].xcom_push(key="checksum", value=result.as_dict())
 
     def drop_triggers(self, hook, migration: Migration, state: MigrationState) -> None:
         """pt-osc's triggers now hang on the old table and write to a table that is gone: drop them."""
