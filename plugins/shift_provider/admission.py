@@ -39,9 +39,10 @@ def check(parsed: ParsedDDL, ddl: str, database: str) -> None:
         _alter_items(parsed.alter_clause or "")
     if parsed.action != Action.DROP:
         _copies_rows(parsed, words)
-        _engines(tokens, words, parsed.action, clause_start)
+        options = _option_positions(tokens, words, parsed.action, clause_start)
+        _engines(tokens, words, options)
         if parsed.mode == Mode.TABLE:
-            _foreign_places(words)
+            _foreign_places(words, options)
         _other_database(tokens, words, database, parsed)
 
 
@@ -76,11 +77,9 @@ def _copies_rows(parsed: ParsedDDL, words: list[str | None]) -> None:
                          "CREATE alone and move data separately")
 
 
-def _engines(tokens: list[tuple[str, str]], words: list[str | None], action: Action, clause_start: int) -> None:
-    depth = 0
-    for i, (kind, text) in enumerate(tokens):
-        depth += (text == "(") - (text == ")") if kind == "punct" else 0
-        if words[i] != "ENGINE" or not _is_option(tokens, words, i, depth, action, clause_start):
+def _engines(tokens: list[tuple[str, str]], words: list[str | None], options: list[bool]) -> None:
+    for i, word in enumerate(words):
+        if word != "ENGINE" or not options[i]:
             continue
         j = i + 1 + (tokens[i + 1:i + 2] == [("punct", "=")])
         if j >= len(tokens):
@@ -92,29 +91,38 @@ def _engines(tokens: list[tuple[str, str]], words: list[str | None], action: Act
                              "the rows or keep them outside this table")
 
 
-def _is_option(tokens: list[tuple[str, str]], words: list[str | None], i: int, depth: int, action: Action,
-               clause_start: int) -> bool:
-    """ENGINE as a table (or partition) option, not a column named engine (``ADD COLUMN engine INT``)."""
-    if i + 1 < len(tokens) and tokens[i + 1] == ("punct", "="):
-        return True
-    prev = tokens[i - 1]
-    if words[i - 1] == "STORAGE" or prev == ("punct", ")"):
-        return True
-    # ALTER TABLE t ENGINE InnoDB / ALTER TABLE t ADD ..., ENGINE InnoDB: an alteration of its own.
-    return action == Action.ALTER and depth == 0 and (i == clause_start or prev == ("punct", ","))
+def _option_positions(tokens: list[tuple[str, str]], words: list[str | None], action: Action,
+                      clause_start: int) -> list[bool]:
+    """For each token: does a table (or partition) option start here?
+
+    So that a column named like an option (``ADD COLUMN engine VARCHAR(9)``, ``connection INT``)
+    is not taken for one: an option is followed by ``=`` or a string, follows ``)`` or
+    ``STORAGE``, or in an ALTER starts an alteration of its own.
+    """
+    result = []
+    depth = 0
+    for i, (kind, text) in enumerate(tokens):
+        depth += (text == "(") - (text == ")") if kind == "punct" else 0
+        following = tokens[i + 1] if i + 1 < len(tokens) else ("", "")
+        prev = tokens[i - 1] if i else ("", "")
+        result.append(kind == "word" and (
+            following == ("punct", "=") or following[0] == "string" or prev == ("punct", ")")
+            or words[i - 1] == "STORAGE"
+            or (action == Action.ALTER and depth == 0 and (i == clause_start or prev == ("punct", ",")))))
+    return result
 
 
-def _foreign_places(words: list[str | None]) -> None:
+def _foreign_places(words: list[str | None], options: list[bool]) -> None:
     """Options that put the table's files elsewhere or make it a window on other tables or servers."""
     for i, word in enumerate(words):
         following = words[i + 1] if i + 1 < len(words) else None
         if word in ("DATA", "INDEX") and following == "DIRECTORY":
             raise OutOfScope(f"{word} DIRECTORY puts the table's files outside its database directory")
-        if word == "CONNECTION":
-            raise OutOfScope("CONNECTION= makes the table a window on another server")
-        if word == "UNION":
+        if word == "UNION":  # a reserved word: a column of that name is quoted
             raise OutOfScope("UNION= makes the table a window on other tables (MERGE)")
-        if word == "TABLESPACE":
+        if word == "CONNECTION" and options[i]:
+            raise OutOfScope("CONNECTION= makes the table a window on another server")
+        if word == "TABLESPACE" and options[i]:
             raise OutOfScope("TABLESPACE moves or detaches the table's data files")
 
 
