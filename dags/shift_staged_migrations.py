@@ -23,9 +23,11 @@ with DAG(
     doc_md=__doc__ + """
 1. `wait_for_staged` (deferrable): polls `migrations/staged` on the triggerer every
    `staged_poll_interval` seconds; no worker slot is held while nothing is staged,
-   and nothing is claimed while the stop file exists.
+   and nothing is claimed while the stop file exists. An entry without a usable id
+   is logged once and does not wake it (else this continuous DAG would spin).
 2. `claim`: unstages each listed migration. Stolen ones (another runner won) are
-   skipped; malformed ones are failed through the API with the validation message.
+   skipped; malformed ones (an id of -7 or 0 included) are failed through the API
+   with the validation message.
 3. `trigger_migration`: one `shift_migration` run per claimed migration, run id
    `mig-<id>-<step>-<time>`, conf = the migration as the API listed it.
 """,

@@ -4,11 +4,14 @@ MariaDB 10.3+ / MySQL 8.0+ apply many ALTERs (add a column, rename one, change a
 default, widen a VARCHAR) as a metadata change, ``ALGORITHM=INSTANT``: ~0.01 s on a
 million rows, where pt-osc takes seconds and leaves triggers on the table meanwhile.
 
-- prepare (``detect``): the ALTER is tried with ``, ALGORITHM=INSTANT`` on an empty copy
-  of the table's definition in the bookkeeping database (never on the live table); the
-  answer goes to the state file (``instant_ddl``), XCom and the shift log.
+- prepare (``detect``): the ALTER is tried with ``, ALGORITHM=INSTANT`` on a one-row copy
+  of the table's definition in the bookkeeping database (never on the live table; the row
+  is implicit defaults). Instant only when the server reports 0 rows affected: MariaDB
+  10.11 accepts INSTANT for an engine change and copies anyway. An engine change or a
+  table option that rebuilds (``REBUILD_HEADS``) is never tried. The answer goes to the
+  state file (``instant_ddl``), XCom and the shift log.
 - copy (``skip_copy``): an instant-capable ALTER copies nothing; it re-checks on a fresh
-  empty copy (the server or the table may have changed since prepare), sends 100% and
+  one-row copy (the server or the table may have changed since prepare), sends 100% and
   moves to awaiting rename, so the change still goes live only when a human asks.
 - rename (``InstantRename``): the ALTER with ``ALGORITHM=INSTANT`` on the live table,
   within the rename's lock bound and retries. The table's definition hash is saved
@@ -69,6 +72,14 @@ def preferred(settings: Settings, migration: Migration) -> tuple[bool, str]:
     return settings.prefer_instant_ddl, f"the setting prefer_instant_ddl is {str(settings.prefer_instant_ddl).lower()}"
 
 
+# Alterations that rebuild the table whatever ALGORITHM says: MariaDB 10.11 accepts
+# ``ENGINE=Aria, ALGORITHM=INSTANT`` and copies the table anyway (rows affected = rows).
+REBUILD_HEADS = frozenset({"ENGINE", "STORAGE", "ROW_FORMAT", "KEY_BLOCK_SIZE", "FORCE", "ORDER", "CONVERT",
+                           "PAGE_COMPRESSED", "PAGE_COMPRESSION_LEVEL", "ENCRYPTED", "ENCRYPTION_KEY_ID",
+                           "CHECKSUM", "PAGE_CHECKSUM", "TRANSACTIONAL", "PARTITION", "REMOVE", "COALESCE",
+                           "REORGANIZE", "ANALYZE", "OPTIMIZE", "REBUILD", "REPAIR"})
+
+
 def unprobeable(clause: str) -> str | None:
     """Why the clause must not be tried with ``, ALGORITHM=INSTANT`` appended (None when it may)."""
     try:
@@ -82,6 +93,11 @@ def unprobeable(clause: str) -> str | None:
             return f"the ALTER names {head} itself"
         if head == "RENAME" and second not in ("COLUMN", "INDEX", "KEY"):
             return "the ALTER renames the table"
+        options = [text.upper() for i, (kind, text) in enumerate(spec)
+                   if kind == "word" and (i == 0 or spec[i + 1:i + 2] == [("punct", "=")])]
+        rebuild = next((word for word in options if word in REBUILD_HEADS), None)
+        if rebuild:
+            return f"{rebuild} rebuilds the table (a copy of every row), so it is never instant"
     return None
 
 
@@ -99,8 +115,22 @@ def probe_table(migration: Migration) -> str:
     return f"_instant_probe_{migration.id}_{digest}"
 
 
+def _put_probe_row(cur, scratch: str) -> None:
+    """One row of implicit defaults (no user data), so a copying ALTER shows as rows affected > 0."""
+    cur.execute("SET @shift_saved_sql_mode = @@SESSION.sql_mode, SESSION sql_mode = ''")
+    try:
+        cur.execute(f"INSERT INTO {scratch} () VALUES ()")
+    finally:
+        cur.execute("SET SESSION sql_mode = @shift_saved_sql_mode")
+
+
 def probe(hook, migration: Migration, clause: str) -> Verdict:
-    """Try the ALTER with ALGORITHM=INSTANT on an empty copy of the table; the live table is not touched."""
+    """Try the ALTER with ALGORITHM=INSTANT on a one-row copy of the table's definition; the live table is untouched.
+
+    The row is made of implicit defaults, not the table's data. Accepting the keyword proves
+    nothing (MariaDB 10.11 takes ``ENGINE=Aria, ALGORITHM=INSTANT`` and copies): the verdict is
+    instant only when the server reports 0 rows affected.
+    """
     scratch = qualified(BOOKKEEPING_DB, probe_table(migration))
     conn = hook.get_conn()
     try:
@@ -111,18 +141,24 @@ def probe(hook, migration: Migration, clause: str) -> Verdict:
             try:
                 try:
                     cur.execute(f"CREATE TABLE {scratch} LIKE {qualified(migration.database, migration.table)}")
-                    cur.execute(f"ALTER TABLE {scratch} {clause}, ALGORITHM=INSTANT")
+                    _put_probe_row(cur, scratch)
+                    copied = cur.execute(f"ALTER TABLE {scratch} {clause}, ALGORITHM=INSTANT")
                 except Exception as exc:
                     code = _code(exc)
                     if code is None or code >= CLIENT_ERRORS:
                         raise  # the connection, not the ALTER: a retry may answer
                     if code in NOT_INSTANT_ERRORS:
                         return Verdict(False, f"the server refuses ALGORITHM=INSTANT for it: {_message(exc)}")
-                    return Verdict(False, f"it could not be tried on an empty copy of the table "
+                    return Verdict(False, f"it could not be tried on a one-row copy of the table "
                                           f"(error {code}: {_message(exc)})")
                 cur.execute("SELECT VERSION()")
                 version = cur.fetchone()[0]
-                return Verdict(True, f"ALGORITHM=INSTANT succeeded on an empty copy of the table ({version})")
+                if copied:
+                    # The server's own signal: an in-place change reports 0 rows affected, a copy the rows it copied.
+                    return Verdict(False, f"the server accepted ALGORITHM=INSTANT but copied the probe's row "
+                                          f"({copied} row(s) affected, {version}): it rebuilds the table")
+                return Verdict(True, "ALGORITHM=INSTANT succeeded on a one-row copy of the table's definition with "
+                                     f"0 rows affected: no row is copied ({version})")
             finally:
                 try:
                     cur.execute(f"DROP TABLE IF EXISTS {scratch}")

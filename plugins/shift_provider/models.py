@@ -55,13 +55,15 @@ class CustomOptions(BaseModel):
     def _known_recursion_method(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        # pt-osc also accepts dsn=DSN; only a plain D=db,t=table DSN is allowed.
+        # pt-osc also accepts dsn=DSN; only D=db,t=table: the DSN table on the migration's own
+        # server. An h/P/S/u/p/F key would make pt-osc log in elsewhere with the runner's login.
         if value in RECURSION_METHODS:
             return value
-        if value.startswith("dsn=") and _is_plain_dsn(value[4:]):
+        if value.startswith("dsn=") and _is_own_cluster_dsn(value[4:]):
             return value
         raise ValueError(
-            f"recursion_method must be one of {sorted(RECURSION_METHODS)} or dsn=D=db,t=table, got {value!r}"
+            f"recursion_method must be one of {sorted(RECURSION_METHODS)} or dsn=D=db,t=table (a DSN table on the "
+            f"migration's own cluster: no h, P, S, u, p or F), got {value!r}"
         )
 
     @classmethod
@@ -81,9 +83,12 @@ class CustomOptions(BaseModel):
         return cls.model_validate(raw)
 
 
-def _is_plain_dsn(dsn: str) -> bool:
+def _is_own_cluster_dsn(dsn: str) -> bool:
+    """Exactly ``D=<name>,t=<name>`` (either order): nothing that names a host, port, socket or login."""
     parts = dsn.split(",")
-    return all(len(p) > 2 and p[1] == "=" and p[0] in "DtShPu" and p[2:].replace("_", "").isalnum() for p in parts)
+    keys = sorted(p[:2] for p in parts)
+    return keys == ["D=", "t="] and all(p[2:] and p[2:].replace("_", "").isalnum() and p[2:].isascii()
+                                        for p in parts)
 
 
 def _check_identifier(kind: str, value: str) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from shift_provider import admission
 from shift_provider.codes import RunType
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
@@ -82,6 +83,9 @@ def alter_clause(migration: Migration) -> str:
         raise MigrationStepError(
             f"ddl_statement alters table {parsed.table!r} but the migration is for table {migration.table!r}"
         )
+    out_of_scope = admission.reason(parsed, migration.ddl_statement, migration.database)
+    if out_of_scope:  # the copy and the rename check again: nothing out of scope reaches pt-osc or the table
+        raise MigrationStepError(f"ddl_statement is out of scope: {out_of_scope}")
     return parsed.alter_clause
 
 

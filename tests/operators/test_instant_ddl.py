@@ -11,6 +11,7 @@ import time
 import pytest
 
 from shift_provider.final_insert import BOOKKEEPING_DB
+from shift_provider.instant_ddl import probe
 from shift_provider.hooks.cluster import ShiftClusterHook
 from shift_provider.models import CustomOptions, Migration
 from shift_provider.rename_steps import definition
@@ -91,7 +92,7 @@ def env(primary, database, shift_api, shift_settings, airflow_home):
 # --- detection (prepare) ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("ddl, instant, reason", [
-    (ADD, True, "ALGORITHM=INSTANT succeeded on an empty copy"),
+    (ADD, True, "with 0 rows affected: no row is copied"),
     ("ALTER TABLE t ADD COLUMN flag INT NOT NULL DEFAULT 5", True, "succeeded"),
     ("ALTER TABLE t CHANGE name full_name VARCHAR(64) NOT NULL", True, "succeeded"),
     ("ALTER TABLE t ALTER COLUMN amount SET DEFAULT 3", True, "succeeded"),
@@ -99,6 +100,10 @@ def env(primary, database, shift_api, shift_settings, airflow_home):
     ("ALTER TABLE t MODIFY amount BIGINT NOT NULL", False, "Cannot change column type"),
     ("ALTER TABLE t ADD COLUMN salary INT NULL, ALGORITHM=INPLACE", False, "names ALGORITHM itself"),
     ("ALTER TABLE t ADD COLUMN salary INT NULL, LOCK=NONE", False, "names LOCK itself"),
+    # MariaDB 10.11 accepts ALGORITHM=INSTANT for these and copies the table: never instant.
+    ("ALTER TABLE t ENGINE=Aria", False, "ENGINE rebuilds the table"),
+    ("ALTER TABLE t ADD COLUMN salary INT NULL, ENGINE = MyISAM", False, "ENGINE rebuilds the table"),
+    ("ALTER TABLE t ROW_FORMAT=COMPACT", False, "ROW_FORMAT rebuilds the table"),
 ])
 def test_detection_on_an_empty_copy_leaves_the_table_alone(env, ddl, instant, reason):
     payload = env.create(ddl)
@@ -114,6 +119,16 @@ def test_detection_on_an_empty_copy_leaves_the_table_alone(env, ddl, instant, re
         assert "pt-online-schema-change will copy the rows" in log
     assert env.definition(payload) == before and triggers_on(env.primary, env.database) == []
     assert tables_in(env.primary, env.database) == ["t"] and env.probes_left() == []
+
+
+@pytest.mark.parametrize("clause", ["ENGINE=Aria", "ENGINE=MyISAM"])
+def test_the_probe_reads_rows_affected_not_the_accepted_keyword(env, clause):
+    """Even tried (bypassing the ENGINE rule), an engine change is seen copying the probe's row."""
+    payload = env.create()
+    migration = Migration.from_payload(payload)
+    verdict = probe(ShiftClusterHook(migration, env.settings), migration, clause)
+    assert verdict.instant is False and "copied the probe's row (1 row(s) affected" in verdict.reason, verdict
+    assert env.probes_left() == [] and tables_in(env.primary, env.database) == ["t"]
 
 
 def test_detection_does_not_apply_to_short_runs(env):

@@ -152,7 +152,8 @@ class BrokenUpstream:
 
     ``rewrite[id]`` maps a listed payload to what is served instead, ``rewrite_claim[id]``
     that migration's unstage answer; ``extra`` entries are served once each, at the head
-    of the next ``staged`` answer.
+    of the next ``staged`` answer; ``always`` entries in every one. ``staged_answers``
+    counts the ``staged`` answers served (the runner's polls).
     """
 
     def __init__(self, target_root: str) -> None:
@@ -161,6 +162,8 @@ class BrokenUpstream:
         self.rewrite_claim: dict[int, Callable[[dict[str, Any]], Any]] = {}
         self.extra: list[Any] = []
         self.served_extra: list[Any] = []
+        self.always: list[Any] = []
+        self.staged_answers = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -185,7 +188,8 @@ class BrokenUpstream:
         with self._lock:
             extra, self.extra = self.extra, []
             self.served_extra += extra
-        return extra + served
+            self.staged_answers += 1
+        return extra + list(self.always) + served
 
     def _claimed(self, answer: Any) -> Any:
         if isinstance(answer, dict) and answer.get("id") in self.rewrite_claim:

@@ -8,7 +8,7 @@ import pytest
 
 from shift_provider.codes import Action, Mode, RunType, Status
 from shift_provider.exceptions import MalformedMigrationError
-from shift_provider.models import DERIVED_FIELDS, Migration, MigrationLifecycle, claimed_payload
+from shift_provider.models import DERIVED_FIELDS, CustomOptions, Migration, MigrationLifecycle, claimed_payload
 
 GOOD = {
     "id": 43, "database": "appname_staging", "table": "employees",
@@ -157,3 +157,19 @@ def test_the_claim_keeps_the_listed_target_and_takes_the_claims_lifecycle():
     assert merged.runtype == RunType.LONG, "the runtype Rails decided in staged, not the row's undecided 0"
     assert (merged.status, merged.staged, merged.lock_version, merged.run_host) == (
         Status.PAUSING, False, 9, "w2")
+
+
+@pytest.mark.parametrize("value", ["none", "processlist", "hosts", "dsn=D=percona,t=dsns", "dsn=t=dsns,D=percona"])
+def test_recursion_methods_that_stay_on_the_cluster(value):
+    assert CustomOptions.parse({"recursion_method": value}).recursion_method == value
+
+
+@pytest.mark.parametrize("value", [
+    "dsn=h=2130706433,P=3307,D=percona,t=dsns",  # another server, by a decimal IP
+    "dsn=h=evil.example,D=x,t=y", "dsn=D=x,t=y,P=3307", "dsn=D=x,t=y,S=/tmp/other.sock",
+    "dsn=D=x,t=y,u=root", "dsn=D=x,t=y,p=secret", "dsn=D=x,t=y,F=/etc/other.cnf", "dsn=D=x",
+    "dsn=t=y", "dsn=D=x,t=y,t=z", "dsn=D=x,t=y,", "dsn=", "DSN=D=x,t=y", "hosts,processlist",
+])
+def test_recursion_methods_that_could_send_the_login_elsewhere_are_refused(value):
+    with pytest.raises(ValueError, match="recursion_method must be one of"):
+        CustomOptions.parse({"recursion_method": value})

@@ -2,7 +2,8 @@
 
 The runner never acts on a migration it did not unstage itself: a stolen claim is
 skipped; a malformed payload is claimed, then failed through the API with the
-validation message, and the others go on.
+validation message, and the others go on. That includes an id no migration may have
+(``-7``, ``0``) when the API answers to it: failed, so it stops being listed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator
 
-from shift_provider.exceptions import MalformedMigrationError, MigrationStepError
+from shift_provider.exceptions import MalformedMigrationError, MigrationStepError, ShiftApiError
 from shift_provider.models import Migration, claimed_payload
 from shift_provider.settings import get_settings
+from shift_provider.staged_ids import addressable_id, log_unaddressable
 from shift_provider.state_machine import step_for
 
 
@@ -24,18 +26,6 @@ def migration_run_id(migration: Migration, now: datetime | None = None) -> str:
     """``mig-<id>-<step>-<time>``: readable in the Airflow UI's run list."""
     now = now or datetime.now(timezone.utc)
     return f"mig-{migration.id}-{step_for(migration).value}-{now.strftime('%Y%m%dT%H%M%S%f')[:-3]}"
-
-
-def _usable_id(value: Any) -> int | None:
-    """A positive id, also when sent as a string of digits (the model accepts "43" too).
-
-    Anything else (a bool, a float, text) cannot be claimed, so the entry is left alone.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
-    return value if isinstance(value, int) and value > 0 else None
 
 
 class ClaimMigrationsOperator(BaseOperator):
@@ -66,11 +56,18 @@ class ClaimMigrationsOperator(BaseOperator):
         return runs
 
     def _claim_one(self, api, payload: Any) -> dict[str, Any] | None:
-        migration_id = _usable_id(payload.get("id") if isinstance(payload, dict) else None)
+        migration_id = addressable_id(payload)
         if migration_id is None:
-            self.log.error("staged entry without a usable id, left alone: %.500r", payload)
+            log_unaddressable(self.log, [payload], set())
             return None
-        claim = api.unstage(migration_id)
+        try:
+            claim = api.unstage(migration_id)
+        except ShiftApiError as exc:
+            if migration_id > 0:
+                raise
+            # An id no migration may have, that the API does not answer to either: nobody to tell.
+            self.log.error("staged entry with id %r cannot be claimed (%s); left alone", migration_id, exc)
+            return None
         if claim.stolen:
             self.log.info("migration %s was claimed by another runner; skipping", migration_id)
             return None

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shift_provider import instant_ddl, ptosc, schema_ops
+from shift_provider import admission, instant_ddl, ptosc, schema_ops
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import check_shape, try_in_rolled_back_transaction
@@ -34,7 +34,7 @@ def checked_ddl(migration: Migration) -> ParsedDDL:
     """Parse the DDL and refuse it unless it does what the migration says, to the migration's object.
 
     Runs before any SQL: a DDL naming another table or database (or hiding a second
-    statement) must never reach the server.
+    statement), or reaching beyond the table (``admission``), must never reach the server.
     """
     try:
         parsed = parse_ddl(migration.ddl_statement)
@@ -57,6 +57,9 @@ def checked_ddl(migration: Migration) -> ParsedDDL:
         raise MigrationStepError(
             f"ddl_statement works on a {parsed.mode.name} but the migration's mode is {migration.mode.name}"
         )
+    out_of_scope = admission.reason(parsed, migration.ddl_statement, migration.database)
+    if out_of_scope:
+        raise MigrationStepError(f"ddl_statement is out of scope: {out_of_scope}")
     return parsed
 
 

@@ -11,13 +11,15 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
 from shift_provider.settings import get_settings
+from shift_provider.staged_ids import log_unaddressable, split
 from shift_provider.triggers.staged import StagedMigrationsTrigger
 
 
 class StagedMigrationsSensor(BaseSensorOperator):
     """Pokes ``migrations/staged`` once, then defers to the triggerer until something is staged.
 
-    Returns (XCom) the staged payloads exactly as the API listed them.
+    Returns (XCom) the staged payloads exactly as the API listed them, except entries
+    without a usable id: those are logged once and never wake it (see ``staged_ids``).
     """
 
     template_fields: Sequence[str] = ("shift_api_conn_id",)
@@ -30,6 +32,7 @@ class StagedMigrationsSensor(BaseSensorOperator):
         self.shift_api_conn_id = shift_api_conn_id
         self.poll_interval = poll_interval
         self.deferrable = deferrable
+        self._logged: set[str] = set()  # fingerprints of unaddressable entries already logged
 
     def _hook(self):
         from shift_provider.hooks.shift_api import ShiftApiHook
@@ -42,7 +45,8 @@ class StagedMigrationsSensor(BaseSensorOperator):
         if settings.stop_requested:
             self.log.warning("stop file %s exists: claiming nothing", settings.stop_file_path)
             return PokeReturnValue(is_done=False)
-        staged = self._hook().staged()
+        staged, unaddressable = split(self._hook().staged())
+        log_unaddressable(self.log, unaddressable, self._logged)
         return PokeReturnValue(is_done=bool(staged), xcom_value=staged)
 
     def execute(self, context: Any) -> Any:
@@ -57,6 +61,7 @@ class StagedMigrationsSensor(BaseSensorOperator):
                 poll_interval=self.poll_interval or settings.staged_poll_interval,
                 shift_api_conn_id=self.shift_api_conn_id or settings.api_conn_id,
                 stop_file_path=settings.stop_file_path,
+                already_logged=sorted(self._logged),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
