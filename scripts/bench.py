@@ -10,6 +10,10 @@ generates `bench.t` with N rows, and times, `--repeat` times each on the same ta
                dominated by dag.test's in-process API on the first run) is reported beside it
 * alter-copy   `ALTER TABLE ... ADD COLUMN ..., ALGORITHM=COPY` (blocking lower bound)
 * instant      the same ADD COLUMN with `ALGORITHM=INSTANT`
+* checksum     the copy's content checksum (checksum.compare) of bare pt-osc's shadow table
+               against the original, right after that copy; reported as `checksum/copy`
+               (a ratio to bare-ptosc). A writer updating single rows runs 3 s before it
+               (idle baseline) and during it: its p99 latency in both, and their ratio.
 
 plus the claim latency (a migration staged -> unstaged by the sensor DAG and its trigger
 polling every 0.2 s) and the operator's peak RSS and CPU seconds per million rows (the
@@ -139,11 +143,13 @@ class ExecuteTimer:
 class Bench:
     def __init__(self, rows: int, repeat: int) -> None:
         self.rows, self.repeat = rows, repeat
-        self.results: dict[str, list[float]] = {"bare-ptosc": [], "operator": [], "alter-copy": [], "instant": []}
+        self.results: dict[str, list[float]] = {"bare-ptosc": [], "operator": [], "alter-copy": [], "instant": [],
+                                                "checksum": []}
         self.extra: dict[str, list[float]] = {"operator_peak_rss_mb": [], "operator_cpu_s_per_mrows": [],
                                                "ptosc_cpu_s_per_mrows": [], "operator_task_instance_s": [],
                                                "operator_dag_test_s": [],
-                                               "claim_latency_s": []}
+                                               "claim_latency_s": [], "write_p99_idle_ms": [],
+                                               "write_p99_checksum_ms": []}
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -243,6 +249,34 @@ class Bench:
         self.extra["operator_dag_test_s"].append(wall)
         return end - begin
 
+    def checksum(self) -> float:
+        """The content checksum of the shadow bare pt-osc just left, with a writer's p99 before and during."""
+        from shift_provider import checksum
+        from shift_provider.hooks.cluster import ShiftClusterHook
+        from shift_provider.models import Migration
+        from shift_provider.settings import get_settings
+
+        settings = get_settings()
+        migration = Migration.from_payload({"id": 1, "database": DATABASE, "table": TABLE, "ddl_statement": DDL,
+                                            "status": 3, "host": self.server.host, "port": self.server.port,
+                                            "runtype": 1, "mode": 0, "action": 2})
+        hook = ShiftClusterHook(migration, settings)
+        writer = LatencyWriter(self.server, self.rows).start()
+        time.sleep(3)
+        idle = writer.mark()
+        started = time.monotonic()
+        result = checksum.compare(hook, DATABASE, TABLE, f"_{TABLE}_new", renamed_columns=(),
+                                  max_threads_running=125, chunk_seconds=settings.checksum_chunk_seconds,
+                                  progress=lambda percent, eta: None, note=lambda text: None)
+        elapsed = time.monotonic() - started
+        during = writer.mark()
+        writer.stop()
+        if result.rows < self.rows or result.chunks_repaired:
+            raise SystemExit(f"the checksum of a clean copy found {result}")
+        self.extra["write_p99_idle_ms"].append(_p99(idle) * 1000)
+        self.extra["write_p99_checksum_ms"].append(_p99(during) * 1000)
+        return elapsed
+
     def alter(self, algorithm: str) -> float:
         started = time.monotonic()
         self.server.execute(f"ALTER TABLE `{DATABASE}`.`{TABLE}` {ADD}, ALGORITHM={algorithm}")
@@ -281,6 +315,8 @@ class Bench:
                     self.reset()
                     if name == "bare-ptosc":
                         seconds = self.bare_ptosc()
+                        self.results["checksum"].append(self.checksum())
+                        say(f"run {rep}/{self.repeat} {'checksum':<10} {self.results['checksum'][-1]:8.3f} s")
                     elif name == "operator":
                         seconds = self.operator(sampler)
                     else:
@@ -297,10 +333,12 @@ class Bench:
         extra = {name: statistics.median(values) for name, values in self.extra.items() if values}
         ratios = {"operator/bare-ptosc": med["operator"] / med["bare-ptosc"],
                   "bare-ptosc/alter-copy": med["bare-ptosc"] / med["alter-copy"],
-                  "bare-ptosc/instant": med["bare-ptosc"] / med["instant"]}
+                  "bare-ptosc/instant": med["bare-ptosc"] / med["instant"],
+                  "checksum/copy": med["checksum"] / med["bare-ptosc"],
+                  "write_p99_checksum/idle": extra["write_p99_checksum_ms"] / max(extra["write_p99_idle_ms"], 1e-6)}
         print()
         print(f"rows: {self.rows}   repetitions: {self.repeat}   (median seconds)")
-        for name in ("bare-ptosc", "operator", "alter-copy", "instant"):
+        for name in ("bare-ptosc", "operator", "alter-copy", "instant", "checksum"):
             runs = " ".join(f"{v:.3f}" for v in self.results[name])
             print(f"{name:<12} {med[name]:9.3f}   runs: {runs}")
         print(f"operator task instance start-to-end: {extra['operator_task_instance_s']:.3f} s "
@@ -312,12 +350,60 @@ class Bench:
         print(f"operator/bare-ptosc: {ratios['operator/bare-ptosc']:.2f}")
         print(f"bare-ptosc/alter-copy: {ratios['bare-ptosc/alter-copy']:.2f}")
         print(f"bare-ptosc/instant: {ratios['bare-ptosc/instant']:.2f}")
+        print(f"checksum/copy: {ratios['checksum/copy']:.2f}")
+        print(f"writer p99 latency: idle {extra['write_p99_idle_ms']:.1f} ms, during the checksum "
+              f"{extra['write_p99_checksum_ms']:.1f} ms (write_p99_checksum/idle: "
+              f"{ratios['write_p99_checksum/idle']:.2f})")
         results = {"rows": self.rows, "repeat": self.repeat, "runs": self.results, "median_seconds": med,
                    "ratios": ratios, "extra_runs": self.extra, "extra_median": extra,
                    "ptosc_version": _ptosc_version(), "mariadb_version": self.server.query("SELECT VERSION()")[0][0]}
         json_path.write_text(json.dumps(results, indent=2) + "\n")
         print(f"results written to {json_path}")
         return results
+
+
+class LatencyWriter:
+    """Single-row UPDATEs (autocommit) in a loop; the latency of each, taken in slices by mark()."""
+
+    def __init__(self, server, rows: int) -> None:
+        self.server, self.rows = server, rows
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> LatencyWriter:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import random
+
+        conn = self.server.connect(autocommit=True)
+        rng = random.Random(7)
+        try:
+            with conn.cursor() as cur:
+                while not self._stop.is_set():
+                    started = time.monotonic()
+                    cur.execute(f"UPDATE `{DATABASE}`.`{TABLE}` SET amount = amount + 1 WHERE id = %s",
+                                (rng.randint(1, self.rows),))
+                    self.latencies.append(time.monotonic() - started)
+                    time.sleep(0.002)
+        finally:
+            conn.close()
+
+    def mark(self) -> list[float]:
+        """The latencies since the last mark."""
+        taken, self.latencies = self.latencies, []
+        return taken
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values) or [0.0]
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def _ptosc_version() -> str:

@@ -130,8 +130,8 @@ def test_discard_tablespace_is_refused_on_every_path_and_the_table_still_reads(e
     trace = trace()
     filed = e2e.create(ddl="ALTER TABLE t DISCARD TABLESPACE", database=database)["id"]
     # A short run already at copy in progress (approved before this check existed): run_ddl's own gate.
-    short = stage_raw(e2e.db_path, database=database, table="t", ddl_statement="ALTER TABLE t DISCARD TABLESPACE",
-                      status=3, runtype=2, host=primary.host, port=primary.port)
+    short = stage_raw(e2e.db_path, database=database, ddl_statement="ALTER TABLE t DISCARD TABLESPACE",
+                      status=3, runtype=2)
     runs = claim_and_run()
     assert sorted(str(run.state) for _, run in runs) == ["failed", "failed"]
     for mid in (filed, short):
@@ -200,8 +200,7 @@ def test_negative_id_is_failed_and_the_sensor_then_waits_without_spinning(airflo
     monkeypatch.setenv("AIRFLOW_CONN_SHIFT_API", upstream.url)
     create_sample_table(primary, database, "t", 10)
     try:
-        staged = stage_raw(shift_api.db_path, database=database, table="t",
-                           ddl_statement="ALTER TABLE t ADD COLUMN x INT", host=primary.host, port=primary.port)
+        staged = stage_raw(shift_api.db_path, database=database, ddl_statement="ALTER TABLE t ADD COLUMN x INT")
         conn = sqlite3.connect(str(shift_api.db_path), timeout=30)
         with conn:
             conn.execute("UPDATE migrations SET id = -7 WHERE id = ?", (staged,))

@@ -24,9 +24,12 @@ def test_bench_runs_small_and_reports_ratios_and_json(tmp_path):
     assert len(ratio) == 1 and len(lower) == 1, done.stdout[-3000:]
     results = json.loads(out_json.read_text())
     assert results["rows"] == 20000 and results["repeat"] == 1
-    for name in ("bare-ptosc", "operator", "alter-copy", "instant"):
+    checksum = [line for line in lines if re.fullmatch(r"checksum/copy: \d+\.\d\d", line)]
+    assert len(checksum) == 1, done.stdout[-3000:]
+    for name in ("bare-ptosc", "operator", "alter-copy", "instant", "checksum"):
         assert len(results["runs"][name]) == 1 and results["median_seconds"][name] > 0
     assert abs(results["ratios"]["operator/bare-ptosc"] - float(ratio[0].split(": ")[1])) < 0.01
     extra = results["extra_median"]
     assert 0 < extra["claim_latency_s"] < 10
+    assert extra["write_p99_idle_ms"] > 0 and extra["write_p99_checksum_ms"] > 0
     assert extra["operator_peak_rss_mb"] > 50 and extra["operator_cpu_s_per_mrows"] >= 0

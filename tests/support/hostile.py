@@ -125,7 +125,8 @@ class RunnerTrace:
         return found
 
 
-def stage_raw(sqlite_path, *, database: str, ddl_statement: str, cluster_name: str = "primary") -> int:
+def stage_raw(sqlite_path, *, database: str, ddl_statement: str, cluster_name: str = "primary", status: int = 0,
+              runtype: int = 1) -> int:
     """A valid staged migration row written straight into the reference API's store; its id.
 
     The row holds Rails' columns only. What a hostile case sets beyond it (a table,
@@ -139,8 +140,8 @@ def stage_raw(sqlite_path, *, database: str, ddl_statement: str, cluster_name: s
         cursor = conn.execute(
             'INSERT INTO migrations (cluster_name, "database", ddl_statement, final_insert, requestor,'
             " status, staged, runtype, initial_runtype, created_at, updated_at)"
-            " VALUES (?, ?, ?, '', 'hostile-tests', 0, 1, 1, 1, ?, ?)",
-            (cluster_name, database, ddl_statement, now, now))
+            " VALUES (?, ?, ?, '', 'hostile-tests', ?, 1, ?, ?, ?, ?)",
+            (cluster_name, database, ddl_statement, status, runtype, runtype, now, now))
         conn.commit()
         return int(cursor.lastrowid)
     finally:
