@@ -172,15 +172,7 @@ class MigrationLifecycle(BaseModel):
     @classmethod
     def from_answer(cls, row: Any) -> MigrationLifecycle:
         """Validate a bare row from any answer; every problem is one MalformedMigrationError."""
-        if not isinstance(row, dict):
-            raise MalformedMigrationError(f"shift answered {type(row).__name__}, not a migration row")
-        try:
-            return cls.model_validate(row)
-        except ValidationError as exc:
-            raise MalformedMigrationError(
-                f"malformed answer for migration {row.get('id')!r}: {_first_error(exc)}",
-                migration_id=row.get("id"),
-            ) from None
+        return _validated(cls, row, "malformed answer for migration", "shift answered {type}, not a migration row")
 
 
 def claimed_payload(listed: dict[str, Any], claimed: dict[str, Any]) -> dict[str, Any]:
@@ -314,15 +306,7 @@ class Migration(BaseModel):
     @classmethod
     def from_payload(cls, payload: Any) -> Migration:
         """Validate an API payload; every problem becomes one MalformedMigrationError."""
-        if not isinstance(payload, dict):
-            raise MalformedMigrationError(f"migration payload must be a JSON object, got {type(payload).__name__}")
-        try:
-            return cls.model_validate(payload)
-        except ValidationError as exc:
-            raise MalformedMigrationError(
-                f"malformed migration {payload.get('id')!r}: {_first_error(exc)}",
-                migration_id=payload.get("id"),
-            ) from None
+        return _validated(cls, payload, "malformed migration", "migration payload must be a JSON object, got {type}")
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON shape the API uses (custom_options back to its JSON string)."""
@@ -332,6 +316,17 @@ class Migration(BaseModel):
              for k, v in self.custom_options.model_dump(exclude_none=True).items()}
         )
         return data
+
+
+def _validated(model: type[BaseModel], data: Any, malformed: str, not_an_object: str) -> Any:
+    """``model`` validated from ``data``; every problem is one MalformedMigrationError naming the id."""
+    if not isinstance(data, dict):
+        raise MalformedMigrationError(not_an_object.format(type=type(data).__name__))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise MalformedMigrationError(f"{malformed} {data.get('id')!r}: {_first_error(exc)}",
+                                      migration_id=data.get("id")) from None
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from shift_provider.codes import Status
-from shift_provider.state_file import MigrationState
 from tests.support.airflow import run_dag, task_states, xcoms
 from tests.support.tables import BackgroundWriter, columns_of, content_checksum, create_sample_table, q, triggers_on
 
@@ -28,17 +27,6 @@ def started(shift_api, database: str, ddl: str = ADD) -> dict:
     return shift_api.claim(created["id"])
 
 
-def state_of(shift_api, migration_id: int) -> MigrationState:
-    response = shift_api.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 1})
-    return MigrationState.from_yaml(response.json().get("contents") if response.status_code == 200 else None,
-                                    migration_id)
-
-
-def shift_log(shift_api, migration_id: int) -> str:
-    response = shift_api.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 0})
-    return response.json()["contents"] if response.status_code == 200 else ""
-
-
 def test_a_good_copy_is_proven_chunk_by_chunk_under_writes(env, shift_api, primary, database):
     create_sample_table(primary, database, "t", 30000)
     conf = started(shift_api, database)
@@ -47,15 +35,15 @@ def test_a_good_copy_is_proven_chunk_by_chunk_under_writes(env, shift_api, prima
         run = run_dag("shift_test_copy", conf)
     finally:
         writer.stop()
-    assert task_states(run) == {"copy": "success"}, shift_log(shift_api, conf["id"])[-3000:]
+    assert task_states(run) == {"copy": "success"}, shift_api.log_file(conf["id"])[-3000:]
     assert shift_api.migration(conf["id"])["status"] == Status.AWAITING_RENAME
     pushed = xcoms(run)["copy"]
     result = pushed["checksum"]
     assert result["rows"] >= 30000 and result["chunks"] > 3, result  # small chunks: 0.05 s target
     assert (result["chunks_repaired"], result["rows_repaired"]) == (0, 0)
     assert pushed["checksum_percentage"] == 100 and pushed["copy_percentage"] == 100
-    assert state_of(shift_api, conf["id"]).checksum == result
-    assert "checksum: the shadow table equals the original" in shift_log(shift_api, conf["id"])
+    assert shift_api.state(conf["id"]).checksum == result
+    assert "checksum: the shadow table equals the original" in shift_api.log_file(conf["id"])
     assert writer.missing_rows() == set() and len(triggers_on(primary, database, "t")) == 3
 
 

@@ -152,6 +152,19 @@ class ShiftApiServer:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def state(self, migration_id: int):
+        """The migration's state file (file_type 1) as the runner reads it: a MigrationState."""
+        from shift_provider.state_file import MigrationState
+
+        response = self.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 1})
+        return MigrationState.from_yaml(response.json().get("contents") if response.status_code == 200 else None,
+                                        migration_id)
+
+    def log_file(self, migration_id: int) -> str:
+        """The migration's log file (file_type 0) as the shift UI shows it; "" when there is none."""
+        response = self.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 0})
+        return response.json()["contents"] if response.status_code == 200 else ""
+
     def claim(self, migration_id: int) -> dict[str, Any]:
         """Claim a staged migration as the runner does; the shift_migration conf.
 
