@@ -30,13 +30,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shift_provider import final_insert, instant_ddl, rename_steps, schema_ops
+from shift_provider import final_insert, instant_ddl, leftovers, ptosc, rename_steps
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
 from shift_provider.operators.base import PERMANENT_ERRORS, ShiftMigrationOperator
 from shift_provider.ptosc import alter_clause
-from shift_provider.sql import shadow_table_name, timestamped_name
+from shift_provider.sql import timestamped_name
 from shift_provider.state_file import MigrationState, load_state, save_state
 
 SUBSTEPS = ("swap", "drop_triggers", "retire", "stats", "final_insert")
@@ -105,10 +105,11 @@ class RenameOperator(ShiftMigrationOperator):
         state.database = state.database or migration.database
         state.table = migration.table
         if not state.new_table:
-            state.new_table = shadow_table_name(migration.table)
-            self.log.info("no new table in the state file; using pt-osc's `%s`", state.new_table)
+            state.new_table = ptosc.shadow_table_name(migration.table, migration.id)
+            self.log.info("no new table in the state file; using this migration's `%s`", state.new_table)
         if not state.triggers:
-            state.triggers = schema_ops.ptosc_triggers(hook, migration.database, migration.table)
+            mine, _ = leftovers.split(hook, migration.database, migration.table, migration.id, state.new_table)
+            state.triggers = [x.name for x in mine if x.kind == "trigger"]
         self.log.info("state: new table `%s`, triggers %s, old table %r, done %s", state.new_table, state.triggers,
                       state.old_table or None, state.steps_done)
         return state

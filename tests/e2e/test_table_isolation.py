@@ -1,0 +1,138 @@
+"""Issue 14: the runner touches only its migration's table and that migration's own leftovers.
+
+Each case runs through the real DAGs (sensor claim, then the shift_migration run it
+queued) on real MariaDB with the real pt-osc, the human steps done with shift-client.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.airflow import task_states, xcoms
+from tests.support.e2e import claim_and_run
+from tests.support.shift_api import shift_client
+from tests.support.tables import columns_of, content_checksum, create_sample_table, q, tables_in, triggers_on
+
+
+def human(api, *args: str) -> None:
+    out = shift_client(*args, url=api.url)
+    assert out.returncode == 0, out.stderr
+
+
+def one_run(step: str):
+    runs = claim_and_run()
+    assert len(runs) == 1, runs
+    run_id, dag_run = runs[0]
+    assert f"-{step}-" in run_id, run_id
+    return dag_run
+
+
+def prepared(api, database: str, ddl: str, final_insert: str = "") -> int:
+    mid = api.create(ddl=ddl, database=database, final_insert=final_insert)["id"]
+    run = one_run("prepare")
+    assert str(run.state) == "success", task_states(run)
+    assert api.migration(mid)["status"] == 1
+    return mid
+
+
+def started(api, mid: int) -> None:
+    human(api, "approve", str(mid), "--runtype", "long")
+    human(api, "start", str(mid))
+
+
+def column_type(primary, database: str, table: str, column: str) -> str:
+    return primary.query("SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND "
+                         "TABLE_NAME=%s AND COLUMN_NAME=%s", (database, table, column))[0][0]
+
+
+def index_names(primary, database: str, table: str) -> set[str]:
+    return {r[0] for r in primary.query("SELECT INDEX_NAME FROM information_schema.STATISTICS "
+                                        "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s", (database, table))}
+
+
+@pytest.fixture
+def e2e(airflow_home, shift_api, shift_settings, primary, database):
+    shift_settings()
+    return shift_api
+
+
+def with_legacy_column(primary, database: str, rows: int) -> None:
+    """``t`` (sample rows plus ``a`` and ``legacy``) and an unrelated ``other`` table."""
+    create_sample_table(primary, database, "t", rows)
+    primary.execute(f"ALTER TABLE {q(database)}.t ADD COLUMN a INT NOT NULL DEFAULT 5, "
+                    "ADD COLUMN legacy VARCHAR(8) NULL")
+    create_sample_table(primary, database, "other", 500)
+
+
+# --- case 2: one migration per table at a time --------------------------------------------
+
+def test_second_copy_is_refused_while_the_first_awaits_rename_and_the_first_completes_with_its_schema(
+        e2e, primary, database):
+    with_legacy_column(primary, database, 2000)
+    other_before = content_checksum(primary, database, "other")
+    a = prepared(e2e, database, "ALTER TABLE t MODIFY a BIGINT NOT NULL DEFAULT 5")
+    b = prepared(e2e, database, "ALTER TABLE t DROP COLUMN legacy, ADD INDEX ia (a)")
+
+    started(e2e, a)
+    assert str(one_run("copy").state) == "success"
+    assert e2e.migration(a)["status"] == 4
+    shadow_a = f"_t_new_{a}"
+    a_triggers = sorted(triggers_on(primary, database, "t"))
+    assert len(a_triggers) == 3 and shadow_a in tables_in(primary, database)
+    shadow_before = content_checksum(primary, database, shadow_a)
+
+    started(e2e, b)
+    copy_b = one_run("copy")
+    assert str(copy_b.state) == "failed", task_states(copy_b)
+    refused = e2e.migration(b)
+    assert refused["status"] == 13, refused  # error: resumable once A is done
+    assert f"carries the copy leftovers of migration {a}" in refused["error_message"], refused["error_message"]
+    assert shadow_a in refused["error_message"]
+    # A's leftovers untouched, no shadow table of B's.
+    assert sorted(triggers_on(primary, database, "t")) == a_triggers
+    assert content_checksum(primary, database, shadow_a) == shadow_before
+    assert f"_t_new_{b}" not in tables_in(primary, database)
+
+    human(e2e, "rename", str(a))
+    rename = one_run("rename")
+    assert str(rename.state) == "success", task_states(rename)
+    assert e2e.migration(a)["status"] == 8
+    assert column_type(primary, database, "t", "a").startswith("bigint")
+    assert "legacy" in columns_of(primary, database, "t") and "ia" not in index_names(primary, database, "t")
+    assert triggers_on(primary, database) == [] and tables_in(primary, database) == ["other", "t"]
+    assert content_checksum(primary, database, "other") == other_before
+
+    # With A done, B resumes and runs on the table as A left it.
+    human(e2e, "resume", str(b))
+    assert str(one_run("copy").state) == "success" and e2e.migration(b)["status"] == 4
+    human(e2e, "rename", str(b))
+    assert str(one_run("rename").state) == "success" and e2e.migration(b)["status"] == 8
+    assert "legacy" not in columns_of(primary, database, "t") and "ia" in index_names(primary, database, "t")
+    assert column_type(primary, database, "t", "a").startswith("bigint")
+
+
+def test_canceling_an_instant_path_migration_leaves_the_other_migrations_copy_alone(e2e, primary, database):
+    with_legacy_column(primary, database, 2000)
+    other_before = content_checksum(primary, database, "other")
+    a = prepared(e2e, database, "ALTER TABLE t MODIFY a BIGINT NOT NULL DEFAULT 5")
+    b = prepared(e2e, database, "ALTER TABLE t ADD COLUMN note VARCHAR(10) NULL")  # instant on MariaDB 10.11
+
+    started(e2e, b)
+    copy_b = one_run("copy")
+    assert xcoms(copy_b)["copy.any_cluster"]["copy_outcome"] == "instant" and e2e.migration(b)["status"] == 4
+    started(e2e, a)
+    assert str(one_run("copy").state) == "success" and e2e.migration(a)["status"] == 4
+    a_triggers = sorted(triggers_on(primary, database, "t"))
+    shadow_before = content_checksum(primary, database, f"_t_new_{a}")
+
+    human(e2e, "cancel", str(b))
+    cancel = one_run("cancel")
+    assert str(cancel.state) == "success", task_states(cancel)
+    assert sorted(triggers_on(primary, database, "t")) == a_triggers and len(a_triggers) == 3
+    assert content_checksum(primary, database, f"_t_new_{a}") == shadow_before
+
+    human(e2e, "rename", str(a))
+    assert str(one_run("rename").state) == "success" and e2e.migration(a)["status"] == 8
+    assert column_type(primary, database, "t", "a").startswith("bigint") and "note" not in columns_of(
+        primary, database, "t")
+    assert content_checksum(primary, database, "other") == other_before
