@@ -136,3 +136,29 @@ def test_canceling_an_instant_path_migration_leaves_the_other_migrations_copy_al
     assert column_type(primary, database, "t", "a").startswith("bigint") and "note" not in columns_of(
         primary, database, "t")
     assert content_checksum(primary, database, "other") == other_before
+
+
+# --- case 3: a column added while the migration awaits rename survives ---------------------------
+
+def test_rename_refuses_to_swap_away_a_column_added_since_the_copy(e2e, primary, database):
+    create_sample_table(primary, database, "t", 3000)
+    c = prepared(e2e, database, "ALTER TABLE t ADD INDEX idx_name (name)")
+    started(e2e, c)
+    assert str(one_run("copy").state) == "success" and e2e.migration(c)["status"] == 4
+
+    # A DBA (or a short run) adds `vip` and sets it on 301 rows while C awaits rename.
+    primary.execute(f"ALTER TABLE {q(database)}.t ADD COLUMN vip TINYINT NULL")
+    primary.execute(f"UPDATE {q(database)}.t SET vip = 1 WHERE id <= 301")
+    before = content_checksum(primary, database, "t")
+
+    human(e2e, "rename", str(c))
+    rename = one_run("rename")
+    assert str(rename.state) == "failed", task_states(rename)
+    failed = e2e.migration(c)
+    assert failed["status"] == 10
+    message = failed["error_message"]
+    assert "refusing to swap" in message and "column `vip` was added" in message, message
+    assert "vip" in columns_of(primary, database, "t")
+    assert content_checksum(primary, database, "t") == before
+    assert primary.query(f"SELECT COUNT(*) FROM {q(database)}.t WHERE vip = 1")[0][0] == 301
+    assert "idx_name" not in index_names(primary, database, "t")  # nothing swapped

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import leftovers, ptosc, schema_ops
+from shift_provider import leftovers, ptosc, schema_ops, table_definition
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.log_shipper import LOG_FILE_NAME, LogShipper
@@ -278,6 +278,8 @@ class CopyRun:
         s.rows_copied = None
         s.triggers = ptosc.trigger_names(self.migration.database, self.migration.table)  # what pt-osc will create
         s.copy_attempts += 1
+        # pt-osc builds the shadow from the table as it is now: the rename compares the live table with this.
+        s.original_definition = table_definition.fingerprint(self.hook, self.migration.database, self.migration.table)
         save_state(self.api, s)
         self.note(f"starting pt-online-schema-change {s.ptosc_version} (attempt {s.copy_attempts}): "
                   + " ".join(command.argv))

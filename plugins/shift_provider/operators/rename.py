@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shift_provider import final_insert, instant_ddl, leftovers, ptosc, rename_steps
+from shift_provider import final_insert, instant_ddl, leftovers, ptosc, rename_steps, table_definition
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
@@ -135,6 +135,7 @@ class RenameOperator(ShiftMigrationOperator):
             self.log.info("swap: already done (`%s` is gone, `%s` has the new schema, the old table is `%s`)",
                           state.new_table, table, state.old_table)
         else:
+            self.refuse_changed_original(hook, migration, state)
             self.log.info("swap: %s", rename_steps.verify_new_table(
                 hook, db, table, state.new_table, self.expected, exact_max_rows=self.exact_count_max_rows,
                 lock_wait_timeout=self.settings.rename_lock_wait_timeout, log=self.log))
@@ -144,6 +145,29 @@ class RenameOperator(ShiftMigrationOperator):
             self.log.info("swap: RENAME TABLE `%s` TO `%s`, `%s` TO `%s` done (attempt %d)", table,
                           state.old_table, state.new_table, table, attempt)
         self._done("swap", state)
+
+    def refuse_changed_original(self, hook, migration: Migration, state: MigrationState) -> None:
+        """The live table must still be the one the copy started from, or the swap would lose the change.
+
+        A column added (and filled) since the copy, a changed type, default or index is
+        not in the shadow table: refuse, naming it, and leave the live table as it is.
+        """
+        db, table = migration.database, migration.table
+        changes: list[str] = []
+        if state.original_definition:
+            now = table_definition.fingerprint(hook, db, table)
+            changes = table_definition.differences(state.original_definition, now)
+        else:
+            self.log.warning("the state file has no definition of `%s` from the copy (an older runner's copy); "
+                             "checking only that every column and index is in the new table or dropped by the "
+                             "ALTER", table)
+        changes += rename_steps.unexplained_by_alter(hook, db, table, state.new_table, self.expected)
+        if changes:
+            raise MigrationStepError(
+                f"refusing to swap: `{db}`.`{table}` changed since the copy in ways the ALTER does not explain, "
+                f"and the new table `{state.new_table}` (built from the table as it was) would lose them: "
+                + "; ".join(changes) + f". `{table}` is left as it is, with its data; cancel this migration and "
+                "file it again against the table as it is now")
 
     def drop_triggers(self, hook, migration: Migration, state: MigrationState) -> None:
         """pt-osc's triggers now hang on the old table and write to a table that is gone: drop them."""
