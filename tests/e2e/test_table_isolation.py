@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from shift_provider.final_insert import BOOKKEEPING_DB
 from tests.support.airflow import task_states, xcoms
 from tests.support.e2e import claim_and_run
 from tests.support.shift_api import shift_client
@@ -162,3 +163,50 @@ def test_rename_refuses_to_swap_away_a_column_added_since_the_copy(e2e, primary,
     assert content_checksum(primary, database, "t") == before
     assert primary.query(f"SELECT COUNT(*) FROM {q(database)}.t WHERE vip = 1")[0][0] == 301
     assert "idx_name" not in index_names(primary, database, "t")  # nothing swapped
+
+
+# --- cases 4 and 6: the final insert -------------------------------------------------------
+
+@pytest.mark.parametrize("engine, keys", [("MyISAM", ""), ("Aria", ", UNIQUE KEY u_note (note)")])
+def test_final_insert_into_a_non_transactional_table_runs_once_and_never_in_prepare(
+        e2e, primary, database, engine, keys):
+    create_sample_table(primary, database, "t", 1000)
+    primary.execute(f"CREATE TABLE {q(database)}.audit (id INT AUTO_INCREMENT PRIMARY KEY, "
+                    f"note VARCHAR(64) NOT NULL{keys}) ENGINE={engine}")
+    mid = e2e.create(ddl="ALTER TABLE t ADD INDEX idx_name (name)", database=database,
+                     final_insert="INSERT INTO audit (note) VALUES ('t altered')")["id"]
+    prepare = one_run("prepare")
+    assert str(prepare.state) == "success", task_states(prepare)
+    assert e2e.migration(mid)["status"] == 1
+    assert primary.query(f"SELECT COUNT(*) FROM {q(database)}.audit")[0][0] == 0
+
+    started(e2e, mid)
+    assert str(one_run("copy").state) == "success"
+    human(e2e, "rename", str(mid))
+    rename = one_run("rename")
+    assert str(rename.state) == "success", task_states(rename)
+    assert e2e.migration(mid)["status"] == 8
+    assert [tuple(r) for r in primary.query(f"SELECT note FROM {q(database)}.audit")] == [("t altered",)]
+    assert "idx_name" in index_names(primary, database, "t")
+
+
+def test_final_insert_naming_the_added_column_passes_prepare_and_runs_once(e2e, primary, database):
+    create_sample_table(primary, database, "t", 1000)
+    before = content_checksum(primary, database, "t")
+    mid = e2e.create(ddl="ALTER TABLE t ADD COLUMN vip TINYINT NOT NULL DEFAULT 0, ADD INDEX idx_vip (vip)",
+                     database=database,
+                     final_insert="INSERT INTO t (name, amount, created, vip) VALUES ('final', 1, '2021-01-01', 1)")["id"]
+    prepare = one_run("prepare")
+    assert str(prepare.state) == "success", task_states(prepare)
+    assert e2e.migration(mid)["status"] == 1
+    assert content_checksum(primary, database, "t") == before  # prepare changed nothing
+    assert [n for n in tables_in(primary, BOOKKEEPING_DB) if n.startswith("_final_insert_probe_")] == []
+
+    started(e2e, mid)
+    assert str(one_run("copy").state) == "success"
+    human(e2e, "rename", str(mid))
+    rename = one_run("rename")
+    assert str(rename.state) == "success", task_states(rename)
+    assert e2e.migration(mid)["status"] == 8
+    assert tuple(primary.query(f"SELECT COUNT(*), SUM(vip) FROM {q(database)}.t WHERE name = 'final'")[0]) == (1, 1)
+    assert primary.query(f"SELECT COUNT(*) FROM {q(database)}.t")[0][0] == 1001
