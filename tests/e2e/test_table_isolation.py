@@ -73,6 +73,7 @@ def test_second_copy_is_refused_while_the_first_awaits_rename_and_the_first_comp
     other_before = content_checksum(primary, database, "other")
     a = prepared(e2e, database, "ALTER TABLE t MODIFY a BIGINT NOT NULL DEFAULT 5")
     b = prepared(e2e, database, "ALTER TABLE t DROP COLUMN legacy, ADD INDEX ia (a)")
+    c = prepared(e2e, database, "ALTER TABLE t ADD COLUMN c2 INT NULL")  # to be approved as a short run
 
     started(e2e, a)
     assert str(one_run("copy").state) == "success"
@@ -93,6 +94,21 @@ def test_second_copy_is_refused_while_the_first_awaits_rename_and_the_first_comp
     assert sorted(triggers_on(primary, database, "t")) == a_triggers
     assert content_checksum(primary, database, shadow_a) == shadow_before
     assert f"_t_new_{b}" not in tables_in(primary, database)
+
+    # A short run on the same table is refused too: A's swap would lose its change.
+    human(e2e, "approve", str(c), "--runtype", "short")
+    human(e2e, "start", str(c))
+    assert str(one_run("run_ddl").state) == "failed"
+    short = e2e.migration(c)
+    assert short["status"] == 10 and f"migration {a}" in short["error_message"], short
+    assert "c2" not in columns_of(primary, database, "t")
+    assert sorted(triggers_on(primary, database, "t")) == a_triggers
+
+    # One filed now fails its prepare with a message naming A (pt-osc's dry run would only say "has triggers").
+    d = e2e.create(ddl="ALTER TABLE t ADD INDEX ix_amount_a (amount, a)", database=database)["id"]
+    assert str(one_run("prepare").state) == "failed"
+    assert f"carries the copy leftovers of migration {a}" in e2e.migration(d)["error_message"]
+    assert sorted(triggers_on(primary, database, "t")) == a_triggers
 
     human(e2e, "rename", str(a))
     rename = one_run("rename")

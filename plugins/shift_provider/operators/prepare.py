@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shift_provider import final_insert_check, instant_ddl, ptosc, schema_ops
+from shift_provider import final_insert_check, instant_ddl, leftovers, ptosc, schema_ops
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import check_shape
@@ -184,6 +184,8 @@ class DryRunOperator(ShiftMigrationOperator):
     def ptosc_dry_run(self, migration: Migration) -> None:
         """The real pt-osc --dry-run; credentials in the 0600 defaults file, passed first."""
         hook = self.cluster(migration)
+        # pt-osc would only say "has triggers": name the migration whose copy is in flight instead.
+        leftovers.refuse_others(hook, migration.database, migration.table, migration.id)
         with hook.defaults_file() as defaults:
             command = ptosc.build_command(migration, self.settings, defaults, ptosc.Mode.DRY_RUN,
                                           extra_args=list(self.extra_args or []))
