@@ -10,7 +10,8 @@ So the check is, in order:
 
 1. when the insert targets the migration's own table and the DDL is an ALTER, an
    empty copy of that table with the ALTER applied is made in the runner's scratch
-   database (``_shift_runner``), and the insert is aimed at it instead;
+   database (``_shift_runner``; a temporary table where it can be: no binlog event,
+   gone with the session), and the insert is aimed at it instead;
 2. ``PREPARE`` of the statement: the server resolves its tables and columns and
    checks its syntax, and executes nothing, whatever the engine;
 3. a trial insert, rolled back, only when the target is transactional and has no
@@ -23,6 +24,7 @@ So the check is, in order:
 from __future__ import annotations
 
 import hashlib
+import re
 
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.final_insert import BOOKKEEPING_DB, check_shape
@@ -30,6 +32,8 @@ from shift_provider.models import Migration
 from shift_provider.sql import qualified, quote_ident, tokenize
 
 _PREPARED = "_shift_final_insert_check"
+CLIENT_ERRORS = 2000  # MySQL client error codes (connection lost, server gone) start here
+_ENGINE = re.compile(r"\) ENGINE=(\w+)")
 ER_DUP_ENTRY = 1062
 
 
@@ -62,8 +66,18 @@ def scratch_table(migration: Migration) -> str:
     return f"_final_insert_probe_{migration.id}_{digest}"
 
 
-def _transactional_without_triggers(cur, database: str, table: str) -> tuple[bool, str]:
-    """(may a rolled-back trial run?, the engine or why not)."""
+def _transactional_without_triggers(cur, database: str, table: str, temporary: bool = False) -> tuple[bool, str]:
+    """(may a rolled-back trial run?, the engine or why not). A temporary table (no triggers, and not in
+    information_schema.TABLES before MariaDB 11.2) is read from SHOW CREATE TABLE."""
+    if temporary:
+        cur.execute(f"SHOW CREATE TABLE {qualified(database, table)}")
+        match = _ENGINE.search(cur.fetchone()[1])
+        engine = match[1] if match else ""
+        cur.execute("SELECT TRANSACTIONS FROM information_schema.ENGINES WHERE ENGINE = %s", (engine,))
+        row = cur.fetchone()
+        if not row or row[0] != "YES":
+            return False, f"the copy is {engine or 'of an unknown engine'} (non-transactional)"
+        return True, engine
     cur.execute("SELECT t.TABLE_TYPE, t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES t "
                 "LEFT JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE "
                 "WHERE t.TABLE_SCHEMA = %s AND t.TABLE_NAME = %s", (database, table))
@@ -99,18 +113,19 @@ def check(hook, migration: Migration, sql: str, alter_clause: str | None, lock_w
         conn.autocommit(True)
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),))
+            if not own_table:
+                return _check_against(conn, cur, text, database, table, f"`{database}`.`{table}`")
+            temporary = _create_copy(cur, migration, scratch)
             try:
-                if not own_table:
-                    return _check_against(conn, cur, text, database, table, f"`{database}`.`{table}`")
-                _make_altered_copy(cur, migration, scratch, alter_clause)
+                _alter_copy(cur, migration, scratch, alter_clause)
                 done = _check_against(conn, cur, text[:start] + qualified(BOOKKEEPING_DB, scratch) + text[end:],
                                       BOOKKEEPING_DB, scratch, f"an empty copy of `{migration.database}`."
-                                      f"`{migration.table}` with the ALTER applied (`{BOOKKEEPING_DB}`.`{scratch}`)")
+                                      f"`{migration.table}` with the ALTER applied (`{BOOKKEEPING_DB}`.`{scratch}`)",
+                                      temporary=temporary)
                 return done + _duplicates_now(conn, cur, text, database, table)
             finally:
-                if own_table:
-                    cur.execute(f"DROP TABLE IF EXISTS {qualified(BOOKKEEPING_DB, scratch)}")
-                cur.execute(f"USE {quote_ident(migration.database)}")
+                kind = "TEMPORARY TABLE" if temporary else "TABLE"
+                cur.execute(f"DROP {kind} IF EXISTS {qualified(BOOKKEEPING_DB, scratch)}")
     finally:
         conn.close()
 
@@ -120,14 +135,14 @@ def _prepare(cur, text: str) -> None:
     cur.execute(f"DEALLOCATE PREPARE {_PREPARED}")
 
 
-def _check_against(conn, cur, text: str, database: str, table: str, where: str) -> str:
+def _check_against(conn, cur, text: str, database: str, table: str, where: str, temporary: bool = False) -> str:
     """PREPARE, then a rolled-back trial where a rollback undoes it; what was done, in words."""
     try:
         _prepare(cur, text)
     except Exception as exc:
         raise MigrationStepError(f"final_insert fails on the database: {exc} (checked with PREPARE against "
                                  f"{where})") from None
-    trial, why = _transactional_without_triggers(cur, database, table)
+    trial, why = _transactional_without_triggers(cur, database, table, temporary)
     if not trial:
         return (f"final insert checked with PREPARE against {where} (tables, columns, syntax); no trial insert, "
                 f"because {why}: a rollback could not undo it. A data error (e.g. a duplicate key) would show "
@@ -160,14 +175,31 @@ def _duplicates_now(conn, cur, text: str, database: str, table: str) -> str:
     return "; a trial on the live table (rolled back) found no duplicate key"
 
 
-def _make_altered_copy(cur, migration: Migration, scratch: str, clause: str) -> None:
-    """``CREATE TABLE scratch LIKE t`` and the ALTER on it, with the scratch database as the default one:
-    a table the clause names without a database resolves there, never among the live tables."""
+def _create_copy(cur, migration: Migration, scratch: str) -> bool:
+    """``CREATE TEMPORARY TABLE _shift_runner.scratch LIKE t``; True when it is a temporary table.
+
+    Temporary: it dies with the session, and with row-based binlogs neither it nor its
+    ALTER reaches the binlog or the replicas. A partitioned table cannot be copied as a
+    temporary one, so it gets a plain table (dropped again).
+    """
     cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(BOOKKEEPING_DB)}")
+    like = f"{qualified(BOOKKEEPING_DB, scratch)} LIKE {qualified(migration.database, migration.table)}"
+    try:
+        cur.execute(f"CREATE TEMPORARY TABLE {like}")
+        return True
+    except Exception as exc:
+        if not exc.args or not isinstance(exc.args[0], int) or exc.args[0] >= CLIENT_ERRORS:
+            raise  # the connection, not the table
+    cur.execute(f"DROP TABLE IF EXISTS {qualified(BOOKKEEPING_DB, scratch)}")  # one a killed attempt left
+    cur.execute(f"CREATE TABLE {like}")
+    return False
+
+
+def _alter_copy(cur, migration: Migration, scratch: str, clause: str) -> None:
+    """The migration's ALTER on the copy, with the scratch database as the default one meanwhile: a table
+    the clause names without a database resolves there, never among the live tables."""
     cur.execute(f"USE {quote_ident(BOOKKEEPING_DB)}")
     cur.execute("SET SESSION foreign_key_checks = 0")  # a REFERENCES clause needs no parent on an empty copy
-    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(scratch)}")
-    cur.execute(f"CREATE TABLE {quote_ident(scratch)} LIKE {qualified(migration.database, migration.table)}")
     try:
         cur.execute(f"ALTER TABLE {quote_ident(scratch)} {clause}")
     except Exception as exc:
@@ -175,7 +207,7 @@ def _make_altered_copy(cur, migration: Migration, scratch: str, clause: str) -> 
                                  f"ALTER fails on an empty copy of `{migration.table}`: {exc}") from None
     finally:
         cur.execute("SET SESSION foreign_key_checks = 1")
-    cur.execute(f"USE {quote_ident(migration.database)}")
+        cur.execute(f"USE {quote_ident(migration.database)}")
 
 
 def _trial(conn, cur, text: str) -> None:
