@@ -184,11 +184,12 @@ class DryRunOperator(ShiftMigrationOperator):
     def ptosc_dry_run(self, migration: Migration) -> None:
         """The real pt-osc --dry-run; credentials in the 0600 defaults file, passed first."""
         hook = self.cluster(migration)
-        # pt-osc would only say "has triggers": name the migration whose copy is in flight instead.
-        leftovers.refuse_others(hook, migration.database, migration.table, migration.id)
         with hook.defaults_file() as defaults:
             command = ptosc.build_command(migration, self.settings, defaults, ptosc.Mode.DRY_RUN,
                                           extra_args=list(self.extra_args or []))
+            # After the options are validated (no query before that); pt-osc would only say "has
+            # triggers": name the migration whose copy is in flight instead.
+            leftovers.refuse_others(hook, migration.database, migration.table, migration.id)
             self.log.info("running: %s", shlex.join(command.argv))
             exit_code, stdout, stderr = self._run(command.argv)
         self._append_to_shift_log(migration, stdout, stderr, exit_code)
