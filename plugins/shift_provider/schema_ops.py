@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shift_provider.exceptions import MigrationStepError
+from shift_provider.ptosc import TRIGGER_PREFIX as PTOSC_TRIGGER_PREFIX
 from shift_provider.settings import Settings
 from shift_provider.sql import qualified, quote_ident, timestamped_name
-
-PTOSC_TRIGGER_PREFIX = "pt_osc_"
 
 
 @dataclass(frozen=True)
