@@ -205,7 +205,8 @@ def unexplained_by_alter(hook, database: str, table: str, new_table: str, expect
         return []  # verify_new_table says so, in its own words
     lost_c = columns(hook, database, table) - columns(hook, database, new_table) - expected.dropped_columns
     lost_i = indexes(hook, database, table) - indexes(hook, database, new_table) - expected.dropped_indexes
-    return ([f"column `{c}` of `{table}` is not in the new table and the ALTER does not drop it" for c in sorted(lost_c)]
+    return ([f"column `{c}` of `{table}` is not in the new table and the ALTER does not drop it"
+             for c in sorted(lost_c)]
             + [f"index `{i}` of `{table}` is not in the new table and the ALTER does not drop it"
                for i in sorted(lost_i)])
 

@@ -209,9 +209,9 @@ def test_final_insert_into_a_non_transactional_table_runs_once_and_never_in_prep
 def test_final_insert_naming_the_added_column_passes_prepare_and_runs_once(e2e, primary, database):
     create_sample_table(primary, database, "t", 1000)
     before = content_checksum(primary, database, "t")
+    insert = "INSERT INTO t (name, amount, created, vip) VALUES ('final', 1, '2021-01-01', 1)"
     mid = e2e.create(ddl="ALTER TABLE t ADD COLUMN vip TINYINT NOT NULL DEFAULT 0, ADD INDEX idx_vip (vip)",
-                     database=database,
-                     final_insert="INSERT INTO t (name, amount, created, vip) VALUES ('final', 1, '2021-01-01', 1)")["id"]
+                     database=database, final_insert=insert)["id"]
     prepare = one_run("prepare")
     assert str(prepare.state) == "success", task_states(prepare)
     assert e2e.migration(mid)["status"] == 1

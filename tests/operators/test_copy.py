@@ -125,7 +125,8 @@ def test_copy_under_writes_leaves_shadow_and_triggers_and_matches_after_swap(cop
 
     # The atomic swap the rename step will do; the old table keeps the writer's last word.
     original = columns_of(primary, database, "t")
-    primary.execute(f"RENAME TABLE `{database}`.t TO `{database}`.t_old, `{database}`.`_t_new_{conf['id']}` TO `{database}`.t")
+    primary.execute(f"RENAME TABLE `{database}`.t TO `{database}`.t_old, "
+                    f"`{database}`.`_t_new_{conf['id']}` TO `{database}`.t")
     assert content_checksum(primary, database, "t", original) == content_checksum(primary, database, "t_old",
                                                                                   original)
     assert writer.missing_rows() == set()

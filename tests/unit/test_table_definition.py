@@ -18,7 +18,8 @@ def test_parts_and_differences_name_columns_indexes_and_options():
     assert before["table options"] == "ENGINE=InnoDB DEFAULT CHARSET=latin1"
     assert differences(before, parts(BEFORE.replace("3001", "9999"))) == []  # the counter is not the definition
     now = parts(BEFORE.replace("  KEY `idx_a` (`a`)\n", "  UNIQUE KEY `u` (`a`)\n")
-                .replace("  `a` int(11) DEFAULT NULL,\n", "  `a` bigint(20) DEFAULT 5,\n  `vip` tinyint(4) DEFAULT NULL,\n"))
+                .replace("  `a` int(11) DEFAULT NULL,\n",
+                         "  `a` bigint(20) DEFAULT 5,\n  `vip` tinyint(4) DEFAULT NULL,\n"))
     changes = differences(before, now)
     assert "column `vip` was added (`vip` tinyint(4) DEFAULT NULL)" in changes
     assert "index `u` was added (UNIQUE KEY `u` (`a`))" in changes

@@ -3,10 +3,10 @@
 Only this migration's own leftovers go: its shadow table (``_<table>_new_<id>``, or
 the one its state file recorded) and the triggers writing into it. Another migration's
 triggers or shadow table on the same table are left alone and said in the log (an
-instant-path cancel used to remove them). pt-osc's triggers go first (so writes stop reaching the shadow table), then the
-shadow table moves to pending drops (or is dropped when trash is off). Each
-sub-step checks the database before acting, so a retry or a second run is harmless,
-and a cancel with no copy ever run has nothing to do.
+instant-path cancel used to remove them). The triggers go first (so writes stop
+reaching the shadow table), then the shadow table moves to pending drops (or is
+dropped when trash is off). Each sub-step checks the database before acting, so a
+retry or a second run is harmless, and a cancel with no copy ever run has nothing to do.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class CancelOperator(ShiftMigrationOperator):
         mine, others = leftovers.split(hook, migration.database, migration.table, migration.id, new_table)
         if others:
             self.log.warning("leaving alone what is not this migration's on `%s`.`%s`: %s", migration.database,
-                             migration.table, ", ".join(f"{o.describe()} (migration {o.owner or 'unknown'})" for o in others))
+                             migration.table,
+                             ", ".join(f"{o.describe()} (migration {o.owner or 'unknown'})" for o in others))
 
         # Triggers first: with them gone, no write reaches the shadow table any more.
         triggers = [x.name for x in mine if x.kind == "trigger"]

@@ -259,8 +259,8 @@ class CopyRun:
         if not mine:
             return
         self.note(f"an earlier copy attempt left triggers {triggers} and shadow table(s) {shadows} (this "
-                  f"migration's own): pt-osc {self.state.ptosc_version or ''} has no --resume and the shadow table holds "
-                  "only a partial copy, so dropping them and copying again from the start")
+                  f"migration's own): pt-osc {self.state.ptosc_version or ''} has no --resume and the shadow table "
+                  "holds only a partial copy, so dropping them and copying again from the start")
         lock_wait = self.settings.rename_lock_wait_timeout
         schema_ops.drop_triggers(self.hook, m.database, triggers, lock_wait_timeout=lock_wait)
         for shadow in shadows:
