@@ -185,11 +185,12 @@ class Bench:
 
     def reset(self) -> None:
         """The table as generated: no pt-osc triggers, no shadow table, no added column."""
-        from tests.support.tables import columns_of, triggers_on
+        from tests.support.tables import columns_of, tables_in, triggers_on
 
         for trigger in triggers_on(self.server, DATABASE, TABLE):
             self.server.execute(f"DROP TRIGGER `{DATABASE}`.`{trigger}`")
-        self.server.execute(f"DROP TABLE IF EXISTS `{DATABASE}`.`_{TABLE}_new`")
+        for shadow in [t for t in tables_in(self.server, DATABASE) if t.startswith(f"_{TABLE}_new")]:
+            self.server.execute(f"DROP TABLE `{DATABASE}`.`{shadow}`")
         if "extra" in columns_of(self.server, DATABASE, TABLE):
             # A rebuild, so no instant-ALTER metadata is left behind for the next run.
             self.server.execute(f"ALTER TABLE `{DATABASE}`.`{TABLE}` DROP COLUMN extra, ALGORITHM=COPY")
@@ -216,6 +217,7 @@ class Bench:
         with hook.defaults_file() as defaults:
             command = ptosc.build_command(migration, settings, defaults, ptosc.Mode.EXECUTE,
                                           progress_interval=settings.progress_interval)
+            self.last_shadow = command.new_table
             started = time.monotonic()
             done = subprocess.run(command.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             elapsed = time.monotonic() - started
@@ -265,7 +267,7 @@ class Bench:
         time.sleep(3)
         idle = writer.mark()
         started = time.monotonic()
-        result = checksum.compare(hook, DATABASE, TABLE, f"_{TABLE}_new", renamed_columns=(),
+        result = checksum.compare(hook, DATABASE, TABLE, self.last_shadow, renamed_columns=(),
                                   max_threads_running=125, chunk_seconds=settings.checksum_chunk_seconds,
                                   progress=lambda percent, eta: None, note=lambda text: None)
         elapsed = time.monotonic() - started

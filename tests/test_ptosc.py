@@ -44,12 +44,12 @@ def test_execute_command_stops_before_the_swap_with_credentials_only_in_the_defa
     argv = command.argv
     assert argv[0] == settings.pt_osc_path and argv[1] == f"--defaults-file={defaults}"
     for flag in ("--execute", "--no-swap-tables", "--no-drop-new-table", "--no-drop-triggers",
-                 "--new-table-name=_orders_new", "--progress=time,3", "--critical-load=Threads_running=150",
+                 "--new-table-name=_orders_new_7", "--progress=time,3", "--critical-load=Threads_running=150",
                  "--max-lag=2", "--chunk-size=500"):
         assert flag in argv
     assert argv[argv.index("--alter") + 1] == "ADD COLUMN c INT"
     assert argv[-1] == f"F={defaults},h=db1.example,P=3306,D=app,t=orders"
-    assert command.new_table == "_orders_new"
+    assert command.new_table == "_orders_new_7"
     assert not any(PASSWORD in arg for arg in argv)
     dry = ptosc.build_command(migration(), settings, defaults, ptosc.Mode.DRY_RUN).argv
     assert "--dry-run" in dry and "--execute" not in dry and "--no-swap-tables" not in dry
@@ -232,3 +232,19 @@ def test_200mb_of_output_keeps_memory_flat(tmp_path):
     assert size > 200 * 1024 * 1024
     assert (tmp_path / "shipped.log").stat().st_size == size
     assert peak - baseline < 20 * 1024 * 1024, f"RSS grew by {(peak - baseline) / 2**20:.1f} MB"
+
+
+# -- names ---------------------------------------------------------------------------------
+
+def test_shadow_and_trigger_names_are_pt_osc_s_and_name_their_migration():
+    """The shadow table is per migration (its id, never clipped); the triggers are pt-osc 3.2.1's, per table."""
+    assert ptosc.shadow_table_name("employees", 43) == "_employees_new_43"
+    long = ptosc.shadow_table_name("y" * 64, 1234567)
+    assert len(long) == 64 and long.endswith("_new_1234567")
+    assert ptosc.shadow_owner("employees", "_employees_new_43") == 43
+    assert ptosc.shadow_owner("y" * 64, long) == 1234567
+    for name in ("_employees_new", "_employees_new_043", "_other_new_43", "_employees_new_x"):
+        assert ptosc.shadow_owner("employees", name) is None
+    assert ptosc.legacy_shadow_table_name("employees") == "_employees_new"
+    assert ptosc.trigger_names("app-1", "orders") == [f"pt_osc_app_1_orders_{x}" for x in ("del", "upd", "ins")]
+    assert all(len(n) == 64 for n in ptosc.trigger_names("d" * 64, "t" * 64))

@@ -1,4 +1,4 @@
-"""The migration's final insert: checked in prepare, run exactly once after the change.
+"""The migration's final insert: checked in prepare (``final_insert_check``), run exactly once after the change.
 
 Exactly once even across retries and dead workers: the insert commits in the
 same transaction as a marker row keyed by the migration id and its table in a
@@ -32,23 +32,6 @@ def check_shape(sql: str) -> str:
     except ValueError as exc:
         raise MigrationStepError(f"final_insert cannot be parsed: {exc}") from None
     return text
-
-
-def try_in_rolled_back_transaction(hook, sql: str) -> None:
-    """Run the insert inside a transaction and roll it back: proves it would succeed now."""
-    text = check_shape(sql)
-    conn = hook.get_conn()
-    try:
-        conn.autocommit(False)
-        with conn.cursor() as cur:
-            try:
-                cur.execute(text)
-            except Exception as exc:
-                raise MigrationStepError(f"final_insert fails on the database: {exc}") from None
-            finally:
-                conn.rollback()
-    finally:
-        conn.close()
 
 
 def _ensure_marker_table(cur) -> None:

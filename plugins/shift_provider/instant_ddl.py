@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import rename_steps
+from shift_provider import leftovers, rename_steps
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import BOOKKEEPING_DB
@@ -229,6 +229,8 @@ def skip_copy(op, context: Any, migration: Migration) -> dict[str, Any] | None:
                        current.status.name.lower(), current.status)
         ti.xcom_push(key="copy_outcome", value="not_copying")
         return {"outcome": "not_copying"}
+    # Another migration's copy on this table would lose this ALTER at its swap: one at a time.
+    leftovers.refuse_others(op.cluster(migration), migration.database, migration.table, migration.id)
     verdict = verdict_for(op.settings, op.cluster(migration), migration)  # the server may have changed
     if not verdict.instant:
         state.instant_ddl = False
@@ -327,6 +329,8 @@ class InstantRename:
             outcome = "already_applied"
             self.log.info("instant ALTER: already applied (state file); not applying it again")
         else:
+            # Another migration's copy in flight would swap this change away: refuse, touch nothing.
+            leftovers.refuse_others(self.hook, m.database, m.table, m.id)
             now = definition_hash(self.hook, m.database, m.table)
             if state.instant_definition_before and now != state.instant_definition_before:
                 outcome = "already_applied"

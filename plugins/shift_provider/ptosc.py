@@ -21,7 +21,7 @@ from shift_provider.codes import RunType
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
 from shift_provider.settings import Settings
-from shift_provider.sql import parse_ddl, shadow_table_name
+from shift_provider.sql import MAX_NAME, parse_ddl
 
 # pt-osc 3.x exit codes (from the tool's own %exit_status table).
 EXIT_CODES = {
@@ -129,7 +129,7 @@ def build_command(migration: Migration, settings: Settings, defaults_file: Path,
                   progress_interval: int = 5, extra_args: list[str] | None = None) -> Command:
     """The argv for a dry run or for the copy that stops before the swap."""
     options = migration.custom_options
-    new_table = shadow_table_name(migration.table)
+    new_table = shadow_table_name(migration.table, migration.id)
     argv = [settings.pt_osc_path]
     if options.config_path:
         # --config must be the first option; the defaults file then rides in the DSN (F=).
@@ -232,3 +232,48 @@ def failure_message(exit_code: int, stderr_tail: list[str]) -> str:
 def is_clean_stderr_end(last_line: str | None) -> bool:
     """A run whose stderr ends on anything but progress/waiting lines is a failure, whatever the exit code."""
     return last_line is None or parse_line(last_line).kind != EventKind.OTHER
+
+
+# --- the names of what a copy leaves behind -----------------------------------------------
+# Every step that looks for a copy's shadow table or triggers asks here, so the naming
+# rules of pt-osc (and ours, passed to it as --new-table-name) live in one place.
+
+TRIGGER_PREFIX = "pt_osc_"
+TRIGGER_SUFFIXES = ("del", "upd", "ins")
+_SHADOW = re.compile(r"_.*_new_([1-9][0-9]*)", re.DOTALL)
+
+
+def shadow_table_name(table: str, migration_id: int) -> str:
+    """``_<table>_new_<id>``, the shadow table of one migration (``--new-table-name``).
+
+    The id makes it per migration: two migrations on one table never share a shadow
+    table, and a leftover names the migration it belongs to. The table part is clipped
+    so the whole fits in 64 characters; the id never is.
+    """
+    suffix = f"_new_{int(migration_id)}"
+    return f"_{table[:MAX_NAME - 1 - len(suffix)]}{suffix}"
+
+
+def legacy_shadow_table_name(table: str) -> str:
+    """``_<table>_new``, the shadow table of runner versions before the id was in the name (owner unknown)."""
+    return f"_{table[:MAX_NAME - 5]}_new"
+
+
+def shadow_owner(table: str, name: str) -> int | None:
+    """The migration id when ``name`` is the shadow table ``shadow_table_name`` gives ``table``, else None."""
+    match = _SHADOW.fullmatch(name)
+    if match and shadow_table_name(table, int(match[1])) == name:
+        return int(match[1])
+    return None
+
+
+def trigger_names(database: str, table: str) -> list[str]:
+    """The triggers pt-osc 3.2.1 creates: ``pt_osc_<db>_<table>`` (non-word characters as ``_``,
+    clipped to 60) plus ``_del``/``_upd``/``_ins``.
+
+    pt-osc has no option to name them: they are per table, not per run, so two
+    copies of one table cannot coexist and the second must be refused, never
+    allowed to drop the first's triggers.
+    """
+    prefix = re.sub(r"\W", "_", f"{TRIGGER_PREFIX}{database}_{table}", flags=re.ASCII)[:60]
+    return [f"{prefix}_{suffix}" for suffix in TRIGGER_SUFFIXES]

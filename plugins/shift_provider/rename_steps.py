@@ -201,6 +201,21 @@ def schema_problems(hook, database: str, table: str, expected: Expectations,
 
 # --- verify, before the swap -------------------------------------------------------------------
 
+def unexplained_by_alter(hook, database: str, table: str, new_table: str, expected: Expectations) -> list[str]:
+    """Columns and indexes of ``table`` missing from ``new_table`` that the ALTER does not drop.
+
+    The swap would lose them (e.g. a column added to the live table after the copy).
+    """
+    if not schema_ops.table_exists(hook, database, new_table):
+        return []  # verify_new_table says so, in its own words
+    lost_c = columns(hook, database, table) - columns(hook, database, new_table) - expected.dropped_columns
+    lost_i = indexes(hook, database, table) - indexes(hook, database, new_table) - expected.dropped_indexes
+    return ([f"column `{c}` of `{table}` is not in the new table and the ALTER does not drop it"
+             for c in sorted(lost_c)]
+            + [f"index `{i}` of `{table}` is not in the new table and the ALTER does not drop it"
+               for i in sorted(lost_i)])
+
+
 def sync_triggers(hook, database: str, table: str, new_table: str) -> dict[str, str]:
     """{INSERT|UPDATE|DELETE: trigger name} of the triggers on ``table`` that write to ``new_table``."""
     rows = hook.get_records(

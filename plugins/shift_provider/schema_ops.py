@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shift_provider.exceptions import MigrationStepError
+from shift_provider.ptosc import TRIGGER_PREFIX as PTOSC_TRIGGER_PREFIX
 from shift_provider.settings import Settings
 from shift_provider.sql import qualified, quote_ident, timestamped_name
-
-PTOSC_TRIGGER_PREFIX = "pt_osc_"
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,12 @@ def ptosc_triggers(hook, database: str, table: str) -> list[str]:
     return [name for name in triggers_on(hook, database, table) if name.startswith(PTOSC_TRIGGER_PREFIX)]
 
 
-def drop_triggers(hook, database: str, names: list[str]) -> None:
-    for name in names:
-        hook.run(f"DROP TRIGGER IF EXISTS {qualified(database, name)}")
+def drop_triggers(hook, database: str, names: list[str], lock_wait_timeout: int | None = None) -> None:
+    """DROP TRIGGER takes the table's metadata lock: with a bound, it waits at most that many seconds."""
+    if not names:
+        return
+    bound = [f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}"] if lock_wait_timeout else []
+    hook.run([*bound, *(f"DROP TRIGGER IF EXISTS {qualified(database, name)}" for name in names)])
 
 
 def ensure_database(hook, database: str) -> None:
@@ -89,13 +91,15 @@ def trash_database(settings: Settings, database: str) -> str:
 def retire_table(hook, settings: Settings, database: str, table: str, now: datetime | None = None) -> str:
     """Move a table to pending drops under a timestamped name, or drop it when trash is off.
 
-    Returns where it went (``db.name``) or ``"dropped"``, for the log.
+    Returns where it went (``db.name``) or ``"dropped"``, for the log. Both take the
+    table's metadata lock, so they wait at most ``rename_lock_wait_timeout`` seconds.
     """
+    bound = f"SET SESSION lock_wait_timeout = {int(settings.rename_lock_wait_timeout)}"
     if not settings.enable_trash:
-        hook.run(f"DROP TABLE IF EXISTS {qualified(database, table)}")
+        hook.run([bound, f"DROP TABLE IF EXISTS {qualified(database, table)}"])
         return "dropped"
     target_db = trash_database(settings, database)
     ensure_database(hook, target_db)
     target = timestamped_name(table, now)
-    hook.run(f"RENAME TABLE {qualified(database, table)} TO {qualified(target_db, target)}")
+    hook.run([bound, f"RENAME TABLE {qualified(database, table)} TO {qualified(target_db, target)}"])
     return f"{target_db}.{target}"

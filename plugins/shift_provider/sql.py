@@ -1,4 +1,4 @@
-"""SQL text helpers: identifier quoting, DDL parsing, and the names shift derives.
+"""SQL text helpers: identifier quoting, DDL parsing, and the old-table name shift derives.
 
 The DDL and the final insert are the only user SQL ever executed; everything
 else we build from quoted identifiers here, so a hostile name cannot escape.
@@ -30,11 +30,6 @@ def timestamped_name(table: str, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     prefix = now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 1000:03d}_"
     return (prefix + table)[:MAX_NAME]
-
-
-def shadow_table_name(table: str) -> str:
-    """The fixed name of pt-osc's new table (``_<table>_new``), so later steps know it."""
-    return f"_{table[:MAX_NAME - 5]}_new"
 
 
 def tokenize(sql: str) -> list[tuple[str, str]]:

@@ -32,6 +32,9 @@ class MigrationState:
     instant_ddl: bool | None = None
     instant_definition_before: str = ""  # SHOW CREATE TABLE hash before the instant ALTER (rename)
     checksum: dict = field(default_factory=dict)  # the copy's content checksum: chunks, rows, repairs, seconds
+    # The original table's definition when the copy started (table_definition.parts): the rename
+    # refuses to swap when the live table has changed since, as the shadow table would lose it.
+    original_definition: dict[str, str] = field(default_factory=dict)
     updated_at: str = ""
 
     def to_yaml(self) -> str:

@@ -324,8 +324,8 @@ def test_one_copy_at_a_time_per_cluster_while_the_other_cluster_copies_in_parall
     assert {mid for s in samples for mid in s["pinned_one"]} == set(ids_one)
     assert any(s["ptosc_one"] == 1 and s["ptosc_two"] == 1 for s in samples), "no parallel copy on cluster two seen"
     assert {host for s in samples for host in s["hosts"].values()} <= set(WORKERS)
-    for table in tables_one:
-        assert "x" in columns_of(one, database, f"_{table}_new")
+    for table, mid in zip(tables_one, ids_one):
+        assert "x" in columns_of(one, database, f"_{table}_new_{mid}")
 
 
 def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:

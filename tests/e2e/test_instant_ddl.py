@@ -28,7 +28,8 @@ ROWS = 20000
 
 
 class PtOscWatcher:
-    """Polls for ``_t_new`` and ``pt_osc_*`` triggers in a database until stopped; remembers what it saw."""
+    """Polls for a shadow table (``_t_new``, ``_t_new_<id>``) and ``pt_osc_*`` triggers in a database until
+    stopped; remembers what it saw."""
 
     def __init__(self, server, database: str, interval: float = 0.01) -> None:
         self.server, self.database, self.interval = server, database, interval
@@ -52,7 +53,7 @@ class PtOscWatcher:
             with conn.cursor() as cur:
                 while not self._stop.is_set():
                     cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                                "AND TABLE_NAME = '_t_new'", (self.database,))
+                                "AND TABLE_NAME LIKE '\\_t\\_new%%'", (self.database,))
                     self.shadow_seen |= bool(cur.fetchall())
                     cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
                                 "AND TRIGGER_NAME LIKE 'pt\\_osc\\_%%'", (self.database,))

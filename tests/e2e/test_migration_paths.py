@@ -62,7 +62,7 @@ def test_alter_long_run_through_all_machine_steps(e2e, primary, database):
     assert str(copy.state) == "success", task_states(copy)
     assert e2e.migration(mid)["status"] == 4
     assert xcoms(copy)["copy.any_cluster"]["copy_percentage"] == 100
-    assert "_t_new" in tables_in(primary, database) and len(triggers_on(primary, database, "t")) == 3
+    assert f"_t_new_{mid}" in tables_in(primary, database) and len(triggers_on(primary, database, "t")) == 3
 
     human(e2e, "rename", str(mid))
     rename = one_run("rename")

@@ -55,9 +55,10 @@ def test_rows_lost_or_changed_behind_ptosc_are_repaired_and_the_swap_is_exact(en
     before = content_checksum(primary, database, "t")
     original_columns = columns_of(primary, database, "t")
     # Behind pt-osc's back (no trigger fires on the shadow): rows lost and rows changed.
-    primary.execute(f"DELETE FROM {q(database)}.`_t_new` WHERE id BETWEEN 100 AND 149",
-                    f"UPDATE {q(database)}.`_t_new` SET name = 'corrupted' WHERE id BETWEEN 9000 AND 9029")
-    assert content_checksum(primary, database, "_t_new", original_columns) != before
+    shadow = shift_api.state(conf["id"]).new_table
+    primary.execute(f"DELETE FROM {q(database)}.{q(shadow)} WHERE id BETWEEN 100 AND 149",
+                    f"UPDATE {q(database)}.{q(shadow)} SET name = 'corrupted' WHERE id BETWEEN 9000 AND 9029")
+    assert content_checksum(primary, database, shadow, original_columns) != before
 
     shift_settings(checksum_at_rename=True, checksum_chunk_seconds=0.05)
     assert shift_api.human("rename", conf["id"]).status_code == 200

@@ -112,18 +112,19 @@ def test_copy_under_writes_leaves_shadow_and_triggers_and_matches_after_swap(cop
     assert migration["run_host"] is None
     assert float(migration["copy_percentage"]) == 100
     assert writer.operations > 50
-    assert "extra" in columns_of(primary, database, "_t_new")
+    assert "extra" in columns_of(primary, database, f"_t_new_{conf['id']}")
     assert sorted(triggers_on(primary, database, "t")) == [f"pt_osc_{database}_t_{x}" for x in ("del", "ins", "upd")]
 
     state = state_of(shift_api, conf["id"])
-    assert state.copy_status == "succeeded" and state.new_table == "_t_new"
+    assert state.copy_status == "succeeded" and state.new_table == f"_t_new_{conf['id']}"
     assert sorted(state.triggers) == sorted(triggers_on(primary, database, "t"))
     assert state.ptosc_version == "3.2.1" and "--execute" in state.ptosc_args
     assert not any("Sh1ft" in arg or "password" in arg for arg in state.ptosc_args)
 
     # The atomic swap the rename step will do; the old table keeps the writer's last word.
     original = columns_of(primary, database, "t")
-    primary.execute(f"RENAME TABLE `{database}`.t TO `{database}`.t_old, `{database}`.`_t_new` TO `{database}`.t")
+    primary.execute(f"RENAME TABLE `{database}`.t TO `{database}`.t_old, "
+                    f"`{database}`.`_t_new_{conf['id']}` TO `{database}`.t")
     assert content_checksum(primary, database, "t", original) == content_checksum(primary, database, "t_old",
                                                                                   original)
     assert writer.missing_rows() == set()

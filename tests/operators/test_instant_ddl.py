@@ -160,7 +160,7 @@ def test_copy_rechecks_and_uses_ptosc_when_no_longer_instant(env):
     finally:
         env.primary.execute(f"SET GLOBAL innodb_instant_alter_column_allowed = '{before}'")
     assert copy["copy_outcome"] == "copied" and copy["copy_percentage"] == 100
-    assert "_t_new" in tables_in(env.primary, env.database) and len(triggers_on(env.primary, env.database, "t")) == 3
+    assert f"_t_new_{payload['id']}" in tables_in(env.primary, env.database) and len(triggers_on(env.primary, env.database, "t")) == 3
     state = env.state(payload["id"])
     assert state.instant_ddl is False and state.copy_status == "succeeded"
     assert "prepare found this ALTER instant, but not any more" in env.log(payload["id"])

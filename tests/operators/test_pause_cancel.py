@@ -36,12 +36,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ROWS = 40000
 
 
-def assert_swap_matches(primary, database, table, writer):
+def assert_swap_matches(primary, database, table, writer, mid):
     """Stop the writer, do the rename step's atomic swap, compare the original columns."""
     writer.stop()
     original = columns_of(primary, database, table)
     primary.execute(f"RENAME TABLE `{database}`.`{table}` TO `{database}`.`{table}_old`, "
-                    f"`{database}`.`_{table}_new` TO `{database}`.`{table}`")
+                    f"`{database}`.`_{table}_new_{mid}` TO `{database}`.`{table}`")
     assert content_checksum(primary, database, table, original) == \
         content_checksum(primary, database, f"{table}_old", original)
     assert writer.missing_rows() == set()
@@ -81,7 +81,7 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
     assert "has triggers" not in log
     assert state_of(shift_api, mid).copy_attempts == 2
     assert shift_log(shift_api, mid) == log
-    assert_swap_matches(primary, database, "t", writer)
+    assert_swap_matches(primary, database, "t", writer, mid)
 
 
 def test_cancel_mid_copy_removes_triggers_and_shadow_table(copy_env, shift_api, primary, database):
@@ -94,7 +94,7 @@ def test_cancel_mid_copy_removes_triggers_and_shadow_table(copy_env, shift_api, 
     assert canceler.join_checked().status_code == 200
     assert task_states(run) == {"copy": "success"}
     assert xcoms(run)["copy"]["copy_outcome"] == "stopped:canceled"
-    assert triggers_on(primary, database, "t") and "_t_new" in tables_in(primary, database)
+    assert triggers_on(primary, database, "t") and f"_t_new_{mid}" in tables_in(primary, database)
 
     cancel_conf = claim(shift_api, mid)
     run = run_dag("shift_test_cancel", cancel_conf)
@@ -102,7 +102,7 @@ def test_cancel_mid_copy_removes_triggers_and_shadow_table(copy_env, shift_api, 
     assert triggers_on(primary, database) == []
     assert tables_in(primary, database) == ["t"]
     assert columns_of(primary, database, "t") == ["id", "name", "amount", "created"]
-    assert any(name.endswith("_t_new") for name in tables_in(primary, "_pending_drops"))
+    assert any(name.endswith(f"_t_new_{mid}") for name in tables_in(primary, "_pending_drops"))
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.CANCELED and migration["run_host"] is None
     # Idempotent: a second run finds nothing left to do.
@@ -180,7 +180,7 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
     log = local_log(copy_env, mid)
     assert "an earlier copy attempt left triggers" in log
-    assert_swap_matches(primary, database, "t", writer)
+    assert_swap_matches(primary, database, "t", writer, mid)
 
 
 def test_a_copy_counts_as_released_when_unpinned_stopped_or_silent_too_long():
@@ -228,4 +228,4 @@ def test_pause_step_waits_for_a_concurrently_running_copy(copy_env, shift_api, p
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.PAUSED and migration["run_host"] is None
     assert state_of(shift_api, mid).copy_status == "stopped"
-    assert triggers_on(primary, database, "t") and "_t_new" in tables_in(primary, database)
+    assert triggers_on(primary, database, "t") and f"_t_new_{mid}" in tables_in(primary, database)

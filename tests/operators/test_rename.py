@@ -31,11 +31,15 @@ from tests.support.tables import (
 )
 
 TABLE = "orders"
-NEW_TABLE = "_orders_new"
 DDL = "ALTER TABLE orders ADD COLUMN note VARCHAR(32) NOT NULL DEFAULT 'n', ADD INDEX idx_note (note)"
 FINAL_INSERT = "INSERT INTO rename_audit (note) VALUES ('orders renamed')"
 OLD_NAME = re.compile(r"^\d{17}_orders$")
 ROWS = 3000
+
+
+def shadow(conf: dict) -> str:
+    """The copy's shadow table for this migration (``_orders_new_<id>``)."""
+    return ptosc.shadow_table_name(TABLE, conf["id"])
 
 
 @pytest.fixture
@@ -286,7 +290,7 @@ def test_long_transaction_bounds_the_rename_then_rerun_succeeds(env):
     assert "The tables are unchanged" in log
     # Unchanged: the old schema, the shadow table and its triggers still there, no old table.
     assert "note" not in columns_of(env.primary, env.database, TABLE)
-    assert sorted(tables_in(env.primary, env.database)) == sorted([TABLE, NEW_TABLE, "rename_audit"])
+    assert sorted(tables_in(env.primary, env.database)) == sorted([TABLE, shadow(conf), "rename_audit"])
     assert len(triggers_on(env.primary, env.database, TABLE)) == 3
     chosen = env.state(conf["id"]).old_table
     assert OLD_NAME.match(chosen)
@@ -305,13 +309,13 @@ def test_long_transaction_bounds_the_rename_then_rerun_succeeds(env):
 # --- refusing to swap ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("damage, message", [
-    (f"DELETE FROM {NEW_TABLE} WHERE id <= 5", f"holds {ROWS - 5} rows but"),
-    (f"ALTER TABLE {NEW_TABLE} DROP INDEX idx_note", "index `idx_note` (added by the ALTER) is missing"),
+    ("DELETE FROM {new} WHERE id <= 5", f"holds {ROWS - 5} rows but"),
+    ("ALTER TABLE {new} DROP INDEX idx_note", "index `idx_note` (added by the ALTER) is missing"),
     ("DROP TRIGGER pt_osc_{db}_orders_del", "has no trigger copying DELETEs"),
 ])
 def test_refuses_to_swap_a_wrong_new_table(env, damage, message):
     conf = env.ready()
-    env.primary.execute(damage.format(db=env.database), database=env.database)
+    env.primary.execute(damage.format(db=env.database, new=shadow(conf)), database=env.database)
     before = content_checksum(env.primary, env.database, TABLE)
     run = run_dag("shift_test_rename", conf)
     assert task_states(run) == {"rename": "failed"}
@@ -368,7 +372,7 @@ def test_row_counts_by_estimate(env, rows_deleted):
     """Above exact_count_max_rows the estimates are compared (here forced with a bound of 0 rows)."""
     conf = env.ready()
     if rows_deleted:  # a shadow table far short of rows (triggers do not fire on it)
-        env.primary.execute(f"DELETE FROM {NEW_TABLE} WHERE id > {ROWS - rows_deleted}", database=env.database)
+        env.primary.execute(f"DELETE FROM {shadow(conf)} WHERE id > {ROWS - rows_deleted}", database=env.database)
     run = run_dag("shift_test_rename_by_estimate", conf)
     migration = env.api.migration(conf["id"])
     if rows_deleted:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from shift_provider.codes import Action, Mode
-from shift_provider.sql import parse_ddl, qualified, quote_ident, shadow_table_name, timestamped_name
+from shift_provider.sql import parse_ddl, qualified, quote_ident, timestamped_name
 
 
 @pytest.mark.parametrize(("ddl", "action", "mode", "database", "table", "clause"), [
@@ -58,5 +58,3 @@ def test_quoting_and_names():
     when = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
     assert timestamped_name("employees", when) == "20260102030405678_employees"
     assert len(timestamped_name("x" * 64, when)) == 64
-    assert shadow_table_name("employees") == "_employees_new"
-    assert len(shadow_table_name("y" * 64)) <= 64

@@ -1,22 +1,24 @@
-"""Step 9 (canceled): stop the copy if one runs, then remove everything it left.
+"""Step 9 (canceled): stop the copy if one runs, then remove everything it left, and nothing else.
 
-pt-osc's triggers go first (so writes stop reaching the shadow table), then the
-shadow table moves to pending drops (or is dropped when trash is off). Each
-sub-step checks the database before acting, so a retry or a second run is harmless,
-and a cancel with no copy ever run has nothing to do.
+Only this migration's own leftovers go: its shadow table (``_<table>_new_<id>``, or
+the one its state file recorded) and the triggers writing into it. Another migration's
+triggers or shadow table on the same table are left alone and said in the log (an
+instant-path cancel used to remove them). The triggers go first (so writes stop
+reaching the shadow table), then the shadow table moves to pending drops (or is
+dropped when trash is off). Each sub-step checks the database before acting, so a
+retry or a second run is harmless, and a cancel with no copy ever run has nothing to do.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shift_provider import schema_ops
+from shift_provider import leftovers, ptosc, schema_ops
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
 from shift_provider.operators.base import ShiftMigrationOperator
 from shift_provider.operators.pause import wait_for_copy_release
-from shift_provider.sql import shadow_table_name
 from shift_provider.state_file import save_state
 
 
@@ -37,26 +39,34 @@ class CancelOperator(ShiftMigrationOperator):
             raise MigrationStepError(f"migration {migration.id} is at {migration.status.name.lower()}, not canceled")
         state = wait_for_copy_release(self, migration.id, self.release_timeout)
         state.database, state.table = migration.database, migration.table
-        new_table = state.new_table or shadow_table_name(migration.table)
+        new_table = state.new_table or ptosc.shadow_table_name(migration.table, migration.id)
         hook = self.cluster(migration)
+        mine, others = leftovers.split(hook, migration.database, migration.table, migration.id, new_table)
+        if others:
+            self.log.warning("leaving alone what is not this migration's on `%s`.`%s`: %s", migration.database,
+                             migration.table,
+                             ", ".join(f"{o.describe()} (migration {o.owner or 'unknown'})" for o in others))
 
         # Triggers first: with them gone, no write reaches the shadow table any more.
-        triggers = schema_ops.ptosc_triggers(hook, migration.database, migration.table)
+        triggers = [x.name for x in mine if x.kind == "trigger"]
         if triggers:
-            schema_ops.drop_triggers(hook, migration.database, triggers)
-            self.log.info("dropped pt-osc triggers %s on `%s`.`%s`", triggers, migration.database, migration.table)
+            schema_ops.drop_triggers(hook, migration.database, triggers,
+                                     lock_wait_timeout=self.settings.rename_lock_wait_timeout)
+            self.log.info("dropped this migration's pt-osc triggers %s on `%s`.`%s`", triggers, migration.database,
+                          migration.table)
         else:
-            self.log.info("no pt-osc triggers on `%s`.`%s`", migration.database, migration.table)
+            self.log.info("no pt-osc triggers of this migration on `%s`.`%s`", migration.database, migration.table)
         state.triggers = []
         state.mark("cancel_triggers_dropped")
 
         # The shadow table holds a partial copy nobody will use: pending drops (or dropped).
-        if schema_ops.table_exists(hook, migration.database, new_table):
-            where = schema_ops.retire_table(hook, self.settings, migration.database, new_table)
+        shadows = [x.name for x in mine if x.kind == "shadow table"]
+        for shadow in shadows:
+            where = schema_ops.retire_table(hook, self.settings, migration.database, shadow)
             state.retired_to = where
-            self.log.info("shadow table `%s`.`%s` -> %s", migration.database, new_table, where)
-        else:
-            self.log.info("no shadow table `%s`.`%s`", migration.database, new_table)
+            self.log.info("shadow table `%s`.`%s` -> %s", migration.database, shadow, where)
+        if not shadows:
+            self.log.info("no shadow table of this migration in `%s`", migration.database)
         state.mark("cancel_shadow_retired")
         if state.copy_status == "running":
             state.copy_status = "stopped"

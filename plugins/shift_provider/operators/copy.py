@@ -1,7 +1,8 @@
 """Step 3 of a long ALTER: pt-osc copies the rows and stops before the swap.
 
-The copy leaves the shadow table ``_<table>_new`` and pt-osc's triggers in place for
-the rename step. While pt-osc runs, this task streams its output (task log, local
+The copy leaves the shadow table ``_<table>_new_<id>`` and pt-osc's triggers in place
+for the rename step. It touches only its own leftovers: another migration's on the same
+table make it refuse (see ``leftovers``). While pt-osc runs, this task streams its output (task log, local
 file, shift log), publishes progress (XCom and the API), keeps the state document
 current, and watches shift: a pause (11), a cancel (9) or the stop file stops pt-osc.
 """
@@ -17,14 +18,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import ptosc, schema_ops
+from shift_provider import leftovers, ptosc, schema_ops, table_definition
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.log_shipper import LOG_FILE_NAME, LogShipper
 from shift_provider.models import Migration
 from shift_provider.operators.base import ShiftMigrationOperator
 from shift_provider.ptosc_process import ChildProcess, OutputLine
-from shift_provider.sql import qualified, shadow_table_name
+from shift_provider.sql import qualified
 from shift_provider.state_file import MigrationState, load_state, save_state
 
 # XCom keys a DBA (or the UI) reads while the copy runs.
@@ -146,6 +147,7 @@ class CopyRun:
                                       retry_delay=0.5, max_retry_seconds=5, timeout=10, settings=self.settings)
         self.hook = operator.cluster(migration)
         self.state = MigrationState(migration_id=migration.id)
+        self._recorded_shadow = ""  # the shadow table an earlier attempt's state file names
         self.shipper: LogShipper | None = None
         self.process: ChildProcess | None = None
         self.stop_reason: str | None = None
@@ -221,13 +223,25 @@ class CopyRun:
         m = self.migration
         self.state = load_state(self.api, m.id)
         self.state.database, self.state.table = m.database, m.table
-        self.state.new_table = shadow_table_name(m.table)
+        # An earlier attempt's shadow (recorded, maybe under an older runner's name) is still ours to clean.
+        self._recorded_shadow = self.state.new_table
+        self.state.new_table = ptosc.shadow_table_name(m.table, m.id)
+
+    def own_leftovers(self) -> list[leftovers.Leftover]:
+        """This migration's shadow table and triggers on the table; refuses when another migration's are there."""
+        m = self.migration
+        return leftovers.refuse_others(self.hook, m.database, m.table, m.id, self._recorded_shadow)
 
     def refuse_foreign_triggers(self) -> None:
-        """pt-osc 3.2.1 exits 11 on a table with triggers; only pt-osc's own can be cleaned up."""
+        """pt-osc 3.2.1 exits 11 on a table with triggers; only this migration's own leftovers can be cleaned up.
+
+        Another migration's shadow table or triggers mean it is in flight on this table:
+        refused, naming it (``leftovers``), before anything is touched.
+        """
         m = self.migration
-        foreign = [t for t in schema_ops.triggers_on(self.hook, m.database, m.table)
-                   if not t.startswith(schema_ops.PTOSC_TRIGGER_PREFIX)]
+        copy_triggers = {x.name for x in leftovers.find(self.hook, m.database, m.table) if x.kind == "trigger"}
+        self.own_leftovers()
+        foreign = [t for t in schema_ops.triggers_on(self.hook, m.database, m.table) if t not in copy_triggers]
         if foreign:
             raise MigrationStepError(
                 f"table `{m.database}`.`{m.table}` has triggers {foreign}; pt-online-schema-change 3.2.1 "
@@ -240,19 +254,21 @@ class CopyRun:
         second run on a table still carrying the earlier triggers exits 11. Triggers go
         first, so writes stop reaching the shadow table before it is dropped.
         """
-        m, new_table = self.migration, self.state.new_table
-        triggers = schema_ops.ptosc_triggers(self.hook, m.database, m.table)
-        shadow = schema_ops.table_exists(self.hook, m.database, new_table)
-        if not triggers and not shadow:
+        m = self.migration
+        mine = self.own_leftovers()
+        triggers = [x.name for x in mine if x.kind == "trigger"]
+        shadows = [x.name for x in mine if x.kind == "shadow table"]
+        if not mine:
             return
-        self.note(f"an earlier copy attempt left triggers {triggers} and "
-                  f"{'the' if shadow else 'no'} shadow table `{new_table}`: pt-osc {self.state.ptosc_version or ''}"
-                  " has no --resume and the shadow table holds only a partial copy, so dropping them "
-                  "and copying again from the start")
-        schema_ops.drop_triggers(self.hook, m.database, triggers)
-        if shadow:
-            self.hook.run(f"DROP TABLE IF EXISTS {qualified(m.database, new_table)}")
-        self.note(f"dropped triggers {triggers}" + (f" and shadow table `{new_table}`" if shadow else ""))
+        self.note(f"an earlier copy attempt left triggers {triggers} and shadow table(s) {shadows} (this "
+                  f"migration's own): pt-osc {self.state.ptosc_version or ''} has no --resume and the shadow table "
+                  "holds only a partial copy, so dropping them and copying again from the start")
+        lock_wait = self.settings.rename_lock_wait_timeout
+        schema_ops.drop_triggers(self.hook, m.database, triggers, lock_wait_timeout=lock_wait)
+        for shadow in shadows:
+            self.hook.run([f"SET SESSION lock_wait_timeout = {int(lock_wait)}",
+                           f"DROP TABLE IF EXISTS {qualified(m.database, shadow)}"])
+        self.note(f"dropped triggers {triggers} and shadow table(s) {shadows}")
 
     def record_start(self, command: ptosc.Command) -> None:
         s = self.state
@@ -262,8 +278,10 @@ class CopyRun:
         s.copy_status = "running"
         s.copy_percentage = 0
         s.rows_copied = None
-        s.triggers = []
+        s.triggers = ptosc.trigger_names(self.migration.database, self.migration.table)  # what pt-osc will create
         s.copy_attempts += 1
+        # pt-osc builds the shadow from the table as it is now: the rename compares the live table with this.
+        s.original_definition = table_definition.fingerprint(self.hook, self.migration.database, self.migration.table)
         save_state(self.api, s)
         self.note(f"starting pt-online-schema-change {s.ptosc_version} (attempt {s.copy_attempts}): "
                   + " ".join(command.argv))
@@ -487,7 +505,8 @@ class CopyRun:
     def record_leftovers(self) -> list[str]:
         m = self.migration
         try:
-            self.state.triggers = schema_ops.ptosc_triggers(self.hook, m.database, m.table)
+            mine, _ = leftovers.split(self.hook, m.database, m.table, m.id, self.state.new_table)
+            self.state.triggers = [x.name for x in mine if x.kind == "trigger"]
         except Exception as exc:  # the database may be what failed
             self.log.warning("could not list pt-osc triggers: %s", exc)
         return self.state.triggers

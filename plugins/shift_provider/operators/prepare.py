@@ -17,10 +17,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shift_provider import admission, instant_ddl, ptosc, schema_ops
+from shift_provider import admission, final_insert_check, instant_ddl, leftovers, ptosc, schema_ops
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
-from shift_provider.final_insert import check_shape, try_in_rolled_back_transaction
+from shift_provider.final_insert import check_shape
 from shift_provider.models import Migration
 from shift_provider.operators.base import ShiftMigrationOperator
 from shift_provider.sql import ParsedDDL, parse_ddl, qualified
@@ -76,7 +76,11 @@ def require_preparing(migration: Migration) -> None:
 
 
 class ValidateFinalInsertOperator(ShiftMigrationOperator):
-    """Prove the final insert is one plain INSERT and that it would succeed now (rolled back)."""
+    """Prove the final insert is one plain INSERT that fits the table as the DDL leaves it, changing no data.
+
+    See ``final_insert_check``: PREPARE on every engine, a rolled-back trial only where
+    a rollback undoes it, against an empty altered copy when it targets the altered table.
+    """
 
     ui_color = "#e0f2fe"
 
@@ -96,8 +100,9 @@ class ValidateFinalInsertOperator(ShiftMigrationOperator):
             self.log.info("%s is not created yet; the dry run tries the final insert while it exists",
                           describe(migration))
             return
-        try_in_rolled_back_transaction(hook, sql)
-        self.log.info("final insert succeeded inside a transaction that was rolled back")
+        clause = parsed.alter_clause if parsed.action == Action.ALTER else None
+        self.log.info("%s", final_insert_check.check(hook, migration, sql, clause,
+                                                     self.settings.rename_lock_wait_timeout))
 
 
 class DryRunOperator(ShiftMigrationOperator):
@@ -156,8 +161,8 @@ class DryRunOperator(ShiftMigrationOperator):
                     f"ddl_statement did not create a {kind.lower()} named {describe(migration)} (found {made!r})"
                 )
             if migration.final_insert_sql:
-                try_in_rolled_back_transaction(hook, migration.final_insert_sql)
-                self.log.info("final insert succeeded against the new %s (rolled back)", kind.lower())
+                self.log.info("%s", final_insert_check.check(hook, migration, migration.final_insert_sql, None,
+                                                             self.settings.rename_lock_wait_timeout))
         finally:
             hook.run(f"DROP {kind} IF EXISTS {qualified(migration.database, migration.table)}")
         if schema_ops.object_type(hook, migration.database, migration.table) is not None:
@@ -185,6 +190,9 @@ class DryRunOperator(ShiftMigrationOperator):
         with hook.defaults_file() as defaults:
             command = ptosc.build_command(migration, self.settings, defaults, ptosc.Mode.DRY_RUN,
                                           extra_args=list(self.extra_args or []))
+            # After the options are validated (no query before that); pt-osc would only say "has
+            # triggers": name the migration whose copy is in flight instead.
+            leftovers.refuse_others(hook, migration.database, migration.table, migration.id)
             self.log.info("running: %s", shlex.join(command.argv))
             exit_code, stdout, stderr = self._run(command.argv)
         self._append_to_shift_log(migration, stdout, stderr, exit_code)

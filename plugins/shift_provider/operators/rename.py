@@ -32,13 +32,13 @@ import sys
 
 from typing import Any
 
-from shift_provider import final_insert, instant_ddl, rename_steps, schema_ops
+from shift_provider import final_insert, instant_ddl, leftovers, ptosc, rename_steps, table_definition
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
 from shift_provider.operators.base import PERMANENT_ERRORS, ShiftMigrationOperator
 from shift_provider.ptosc import alter_clause
-from shift_provider.sql import shadow_table_name, timestamped_name
+from shift_provider.sql import timestamped_name
 from shift_provider.state_file import MigrationState, load_state, save_state
 
 SUBSTEPS = ("swap", "drop_triggers", "retire", "stats", "final_insert")
@@ -107,10 +107,11 @@ class RenameOperator(ShiftMigrationOperator):
         state.database = state.database or migration.database
         state.table = migration.table
         if not state.new_table:
-            state.new_table = shadow_table_name(migration.table)
-            self.log.info("no new table in the state file; using pt-osc's `%s`", state.new_table)
+            state.new_table = ptosc.shadow_table_name(migration.table, migration.id)
+            self.log.info("no new table in the state file; using this migration's `%s`", state.new_table)
         if not state.triggers:
-            state.triggers = schema_ops.ptosc_triggers(hook, migration.database, migration.table)
+            mine, _ = leftovers.split(hook, migration.database, migration.table, migration.id, state.new_table)
+            state.triggers = [x.name for x in mine if x.kind == "trigger"]
         self.log.info("state: new table `%s`, triggers %s, old table %r, done %s", state.new_table, state.triggers,
                       state.old_table or None, state.steps_done)
         return state
@@ -136,6 +137,7 @@ class RenameOperator(ShiftMigrationOperator):
             self.log.info("swap: already done (`%s` is gone, `%s` has the new schema, the old table is `%s`)",
                           state.new_table, table, state.old_table)
         else:
+            self.refuse_changed_original(hook, migration, state)
             if self.settings.checksum_at_rename:
                 self.checksum_again(hook, migration, state)
             # A copy proven by its checksum is counted exactly (no estimate) whatever its size.
@@ -150,9 +152,31 @@ class RenameOperator(ShiftMigrationOperator):
                           state.old_table, state.new_table, table, attempt)
         self._done("swap", state)
 
+    def refuse_changed_original(self, hook, migration: Migration, state: MigrationState) -> None:
+        """The live table must still be the one the copy started from, or the swap would lose the change.
+
+        A column added (and filled) since the copy, a changed type, default or index is
+        not in the shadow table: refuse, naming it, and leave the live table as it is.
+        """
+        db, table = migration.database, migration.table
+        changes: list[str] = []
+        if state.original_definition:
+            now = table_definition.fingerprint(hook, db, table)
+            changes = table_definition.differences(state.original_definition, now)
+        else:
+            self.log.warning("the state file has no definition of `%s` from the copy (an older runner's copy); "
+                             "checking only that every column and index is in the new table or dropped by the "
+                             "ALTER", table)
+        changes += rename_steps.unexplained_by_alter(hook, db, table, state.new_table, self.expected)
+        if changes:
+            raise MigrationStepError(
+                f"refusing to swap: `{db}`.`{table}` changed since the copy in ways the ALTER does not explain, "
+                f"and the new table `{state.new_table}` (built from the table as it was) would lose them: "
+                + "; ".join(changes) + f". `{table}` is left as it is, with its data; cancel this migration and "
+                "file it again against the table as it is now")
     def checksum_again(self, hook, migration: Migration, state: MigrationState) -> None:
         """``checksum_at_rename``: the whole content checksum once more, right before the swap."""
-        from shift_provider import checksum, ptosc
+        from shift_provider import checksum
 
         result = checksum.compare(
             hook, migration.database, migration.table, state.new_table,

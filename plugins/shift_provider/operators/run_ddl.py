@@ -19,7 +19,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from shift_provider import schema_ops
+from shift_provider import leftovers, schema_ops
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.final_insert import run_once
@@ -132,6 +132,8 @@ class RunDdlOperator(ShiftMigrationOperator):
             return
         if not schema_ops.table_exists(hook, migration.database, migration.table):
             raise MigrationStepError(f"cannot alter {describe(migration)}: it does not exist")
+        # Another migration's copy in flight would swap this change away (its rename refuses): one at a time.
+        leftovers.refuse_others(hook, migration.database, migration.table, migration.id)
         before = schema_fingerprint(hook, migration.database, migration.table)
         recorded = next((s[len(SCHEMA_BEFORE):] for s in state.steps_done if s.startswith(SCHEMA_BEFORE)), None)
         if state.done(DDL_STARTED) and recorded is not None:
@@ -163,10 +165,13 @@ class RunDdlOperator(ShiftMigrationOperator):
         if found != wanted:
             raise MigrationStepError(f"cannot drop {describe(migration)} as a {wanted.lower()}: "
                                      f"it is a {found.lower()}")
+        if migration.mode == Mode.TABLE:  # never another migration's copy triggers: refuse while it is in flight
+            leftovers.refuse_others(hook, migration.database, migration.table, migration.id)
         triggers = schema_ops.triggers_on(hook, migration.database, migration.table)
         if triggers:
             self.log.info("dropping triggers on %s first: %s", describe(migration), ", ".join(triggers))
-            schema_ops.drop_triggers(hook, migration.database, triggers)
+            schema_ops.drop_triggers(hook, migration.database, triggers,
+                                     lock_wait_timeout=self.settings.rename_lock_wait_timeout)
         self._record(state, TRIGGERS_DROPPED)
         if migration.mode == Mode.VIEW:
             state.retired_to = "dropped"
