@@ -44,7 +44,8 @@ def test_execute_command_stops_before_the_swap_with_credentials_only_in_the_defa
     argv = command.argv
     assert argv[0] == settings.pt_osc_path and argv[1] == f"--defaults-file={defaults}"
     for flag in ("--execute", "--no-swap-tables", "--no-drop-new-table", "--no-drop-triggers",
-                 "--new-table-name=_orders_new", "--progress=time,3", "--critical-load=Threads_running=150",
+                 "--new-table-name=_orders_new", "--progress=time,3", "--max-load=Threads_running=125",
+                 "--critical-load=Threads_running=200",
                  "--max-lag=2", "--chunk-size=500"):
         assert flag in argv
     assert argv[argv.index("--alter") + 1] == "ADD COLUMN c INT"
@@ -53,6 +54,29 @@ def test_execute_command_stops_before_the_swap_with_credentials_only_in_the_defa
     assert not any(PASSWORD in arg for arg in argv)
     dry = ptosc.build_command(migration(), settings, defaults, ptosc.Mode.DRY_RUN).argv
     assert "--dry-run" in dry and "--execute" not in dry and "--no-swap-tables" not in dry
+
+
+@pytest.mark.parametrize("option, max_load, critical", [
+    ("1", 1, 2), ("50", 50, 80), ("100", 100, 160), ("125", 125, 200), ("150", 125, 200), ("200", 125, 200),
+    ("300", 125, 300), ("1000000", 125, 1000000),
+])
+def test_max_load_is_always_below_critical_load(tmp_path, option, max_load, critical):
+    """The copy pauses before it aborts, whatever max_threads_running says (default 200: the Go runner's flags)."""
+    limits = ptosc.load_limits(int(option))
+    assert (limits.max_load, limits.critical_load) == (max_load, critical)
+    assert limits.max_load < limits.critical_load
+    command = ptosc.build_command(migration(custom_options=f'{{"max_threads_running": "{option}"}}'), Settings(),
+                                  tmp_path / "client.cnf", ptosc.Mode.EXECUTE)
+    assert ptosc.received_limits(command.argv) == {"max-load": f"Threads_running={max_load}",
+                                                   "critical-load": f"Threads_running={critical}",
+                                                   "max-lag": "1"}
+
+
+def test_received_limits_read_the_config_file_then_the_command_line(tmp_path):
+    config = tmp_path / "pt.cnf"
+    config.write_text("max-lag=5\ncritical-load=Threads_running=400\n")
+    argv = ["pt-online-schema-change", f"--config={config}", "--alter", "ADD c INT", "--max-lag=3", "D=a,t=b"]
+    assert ptosc.received_limits(argv) == {"max-lag": "3", "critical-load": "Threads_running=400"}
 
 
 # -- output --------------------------------------------------------------------------------

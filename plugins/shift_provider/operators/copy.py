@@ -265,6 +265,10 @@ class CopyRun:
         save_state(self.api, s)
         self.note(f"starting pt-online-schema-change {s.ptosc_version} (attempt {s.copy_attempts}): "
                   + " ".join(command.argv))
+        limits = ptosc.received_limits(command.argv)
+        self.note("pt-osc load limits as it receives them: "
+                  + ", ".join(f"{key}={value}" for key, value in limits.items())
+                  + " (pauses the copy at max-load, aborts it at critical-load)")
 
     # -- running pt-osc ---------------------------------------------------------------------
 
