@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -195,6 +196,33 @@ def test_shipper_loses_nothing_across_an_outage_and_sends_nothing_twice(tmp_path
     lines = shipped.splitlines()
     assert len(lines) == 22 and lines[0].endswith(" stdout: first line") and lines[-1].endswith(" stdout: last line")
     assert lines[0][:4].isdigit() and lines[0][10] == "T"
+
+
+def test_each_line_carries_one_timestamp_and_ptoscs_text_verbatim(tmp_path):
+    """File: ours, or pt-osc's own when it stamped the line; task log: none (Airflow stamps each record)."""
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    task_log = logging.getLogger("test.ptosc.stamps")
+    task_log.propagate = False
+    task_log.setLevel(logging.INFO)
+    task_log.addHandler(Keep())
+    shipper = LogShipper(tmp_path / "ptosc-output.log", lambda text: None, sync_interval=3600,
+                         task_log=task_log).open()
+    shipper.write("stdout", "2026-11-25T17:00:46 Creating triggers...")
+    shipper.write("stderr", "Copying `app`.`orders`:  45% 00:30 remain")
+    shipper.note("copy done")
+    shipper.close()
+    lines = (tmp_path / "ptosc-output.log").read_text().splitlines()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+    assert lines[0] == "2026-11-25T17:00:46 Creating triggers..."
+    assert re.fullmatch(stamp + r"\.\d{3}Z stderr: Copying `app`\.`orders`:  45% 00:30 remain", lines[1])
+    assert re.fullmatch(stamp + r"\.\d{3}Z shift: copy done", lines[2])
+    assert records == ["pt-osc stdout: Creating triggers...", "pt-osc stderr: Copying `app`.`orders`:  45% 00:30 remain",
+                       "copy done"]
 
 
 def test_a_killed_shippers_tail_is_sent_by_the_next_run(tmp_path):

@@ -221,6 +221,16 @@ _WAITING = (
 )
 
 
+# pt-osc stamps some lines itself ("2026-11-25T17:00:46 Creating triggers..."), in local time.
+_OWN_STAMP = re.compile(r"^(?P<stamp>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?) (?P<rest>.*)$")
+
+
+def own_timestamp(line: str) -> tuple[str | None, str]:
+    """(pt-osc's own timestamp or None, the text after it), so no line carries two timestamps."""
+    match = _OWN_STAMP.match(line)
+    return (match["stamp"], match["rest"]) if match else (None, line)
+
+
 class EventKind(str, Enum):
     PROGRESS = "progress"
     WAITING = "waiting"

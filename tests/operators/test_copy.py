@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -137,10 +138,16 @@ def test_copy_under_writes_leaves_shadow_and_triggers_and_matches_after_swap(cop
     assert shift_log(shift_api, conf["id"]) == log  # everything shipped, once
 
 
-def test_progress_reaches_xcom_and_shift_in_order(copy_env, shift_api, primary, database):
+def test_progress_reaches_xcom_and_shift_in_order(copy_env, shift_api, primary, database, capfd):
     create_sample_table(primary, database, "p", 30000)
     conf = start_copy(shift_api, database, "p")
+    capfd.readouterr()
     run = run_dag(COPY_DAG, conf)
+    # The task log: every pt-osc line once, under Airflow's timestamp only.
+    ptosc_lines = [line for line in capfd.readouterr().out.splitlines() if " pt-osc std" in line]
+    assert any("pt-osc stderr: Copying" in line for line in ptosc_lines)
+    assert any("pt-osc stdout: Creating triggers..." in line for line in ptosc_lines)  # pt-osc stamped it
+    assert all(len(re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line)) == 1 for line in ptosc_lines)
     assert task_states(run) == {"copy": "success"}
     values = xcoms(run)["copy"]
     history = values["copy_progress_history"]
