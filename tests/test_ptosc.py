@@ -221,8 +221,8 @@ def test_each_line_carries_one_timestamp_and_ptoscs_text_verbatim(tmp_path):
     assert lines[0] == "2026-11-25T17:00:46 Creating triggers..."
     assert re.fullmatch(stamp + r"\.\d{3}Z stderr: Copying `app`\.`orders`:  45% 00:30 remain", lines[1])
     assert re.fullmatch(stamp + r"\.\d{3}Z shift: copy done", lines[2])
-    assert records == ["pt-osc stdout: Creating triggers...", "pt-osc stderr: Copying `app`.`orders`:  45% 00:30 remain",
-                       "copy done"]
+    assert records == ["pt-osc stdout: Creating triggers...",
+                       "pt-osc stderr: Copying `app`.`orders`:  45% 00:30 remain", "copy done"]
 
 
 def test_a_killed_shippers_tail_is_sent_by_the_next_run(tmp_path):

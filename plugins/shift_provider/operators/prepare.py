@@ -205,7 +205,7 @@ class DryRunOperator(ShiftMigrationOperator):
         def pump(stream, lines: list[str], label: str) -> None:
             for line in stream:
                 lines.append(line.rstrip("\n"))
-                self.log.info("pt-osc %s: %s", label, lines[-1])
+                self.log.info("pt-osc %s: %s", label, ptosc.own_timestamp(lines[-1])[1])  # Airflow stamps it
 
         readers = [threading.Thread(target=pump, args=(process.stdout, stdout, "out"), daemon=True),
                    threading.Thread(target=pump, args=(process.stderr, stderr, "err"), daemon=True)]

@@ -29,6 +29,10 @@ def _status(value: Any) -> str:
         return str(value)
 
 
+def _text(value: Any) -> str:
+    return "-" if value in (None, "") else str(value)
+
+
 def _size(value: Any) -> str:
     return "-" if value is None else f"{int(value):,} bytes"
 
@@ -44,8 +48,7 @@ def render(migration: dict[str, Any], log: str | None) -> str:
     progress = "-" if percent is None else f"{float(percent):g}%"
     bar = "" if percent is None else (f'<progress max="100" value="{float(percent):g}">'
                                       f"{float(percent):g}%</progress> ")
-    details = "".join(f"<tr><th>{escape(label)}</th><td>{escape(str(m.get(key)) if m.get(key) not in (None, '') else '-')}"
-                      "</td></tr>" for label, key in _ROWS)
+    details = "".join(f"<tr><th>{escape(label)}</th><td>{escape(_text(m.get(key)))}</td></tr>" for label, key in _ROWS)
     numbers = "".join(
         f"<tr><th>{label}</th><td>{_rows(m.get(f'table_rows_{end}'))}</td><td>{_size(m.get(f'table_size_{end}'))}"
         f"</td><td>{_size(m.get(f'index_size_{end}'))}</td></tr>"
