@@ -142,7 +142,7 @@ def received_limits(argv: list[str]) -> dict[str, str]:
         if arg.startswith("--config="):
             try:
                 lines = Path(arg.split("=", 1)[1]).read_text().splitlines()
-            except OSError:
+            except (OSError, ValueError):  # unreadable or not text: pt-osc itself will say so
                 lines = []
             for line in lines:
                 key, _, value = line.strip().partition("=")
