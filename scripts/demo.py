@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.mariadb import TEST_PASSWORD, TEST_USER, MariaDBServer  # noqa: E402
-from tests.support.tables import create_sample_table, columns_of  # noqa: E402
+from tests.support.tables import columns_of, create_sample_table, row_count  # noqa: E402
 
 DEMO = REPO / ".demo"
 PIDS = DEMO / "pids.json"
@@ -27,6 +27,11 @@ ROWS = int(os.environ.get("DEMO_ROWS", "1000000"))
 API_PORT = int(os.environ.get("DEMO_API_PORT", "3000"))
 AIRFLOW_PORT = int(os.environ.get("DEMO_AIRFLOW_PORT", "8080"))
 DDL = "ALTER TABLE employees ADD COLUMN salary INT NULL, ADD INDEX idx_created (created)"
+
+
+def about(rows: object) -> str:
+    """An InnoDB TABLE_ROWS value as what it is: an estimate."""
+    return "unknown" if rows is None else f"about {int(rows):,} (estimate)"
 
 
 def say(message: str) -> None:
@@ -147,6 +152,7 @@ def start() -> None:
     wait_http(f"http://localhost:{AIRFLOW_PORT}/api/v2/monitor/health", 180)
     subprocess.run([str(BIN / "airflow"), "dags", "reserialize"], env=env, capture_output=True)
 
+    rows_before = row_count(db, "demo", "employees")  # exact: the estimates shift stores can be off by a few %
     say(f"filing the sample migration: {DDL}")
     migration = client("create", "--cluster", "demo", "--database", "demo", "--ddl", DDL,
                        "--final-insert", "INSERT INTO demo.employees (name, amount, created) VALUES ('demo-final-insert', 0, NOW())",
@@ -164,11 +170,16 @@ def start() -> None:
     done = wait_status(mid, {8}, 300, "the rename (status 8 completed)")
     columns = columns_of(db, "demo", "employees")
     assert "salary" in columns, columns
-    say(f"migration {mid} completed: demo.employees now has columns {columns}; "
-        f"rows {done.get('table_rows_start')} -> {done.get('table_rows_end')}")
+    rows_after = row_count(db, "demo", "employees")
+    say(f"migration {mid} completed: demo.employees now has columns {columns}")
     copy_run, percentage = copy_xcom(mid)
-    say(f"Airflow shows run {copy_run}, task copy.on_demo, XCom copy_percentage = {percentage}")
+    say(f"Airflow shows run {copy_run}, task copy.on_demo, XCom copy_percentage = {percentage}; "
+        f"the migration's page: http://127.0.0.1:{API_PORT}/migrations/{mid}")
     say(f"Airflow keeps running at http://localhost:{AIRFLOW_PORT}; stop everything with `make demo-stop`")
+    say(f"shift's table_rows_start/_end are information_schema estimates: {about(done.get('table_rows_start'))} "
+        f"before, {about(done.get('table_rows_end'))} after")
+    say(f"rows in demo.employees, exact (SELECT COUNT(*)): {rows_before:,} before, {rows_after:,} after "
+        f"({rows_after - rows_before:+,}: the final insert's row)")
 
 
 def stop() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def test_execute_command_stops_before_the_swap_with_credentials_only_in_the_defa
     argv = command.argv
     assert argv[0] == settings.pt_osc_path and argv[1] == f"--defaults-file={defaults}"
     for flag in ("--execute", "--no-swap-tables", "--no-drop-new-table", "--no-drop-triggers",
-                 "--new-table-name=_orders_new_7", "--progress=time,3", "--critical-load=Threads_running=150",
+                 "--new-table-name=_orders_new_7", "--progress=time,3", "--max-load=Threads_running=125",
+                 "--critical-load=Threads_running=200",
                  "--max-lag=2", "--chunk-size=500"):
         assert flag in argv
     assert argv[argv.index("--alter") + 1] == "ADD COLUMN c INT"
@@ -53,6 +55,29 @@ def test_execute_command_stops_before_the_swap_with_credentials_only_in_the_defa
     assert not any(PASSWORD in arg for arg in argv)
     dry = ptosc.build_command(migration(), settings, defaults, ptosc.Mode.DRY_RUN).argv
     assert "--dry-run" in dry and "--execute" not in dry and "--no-swap-tables" not in dry
+
+
+@pytest.mark.parametrize("option, max_load, critical", [
+    ("1", 1, 2), ("50", 50, 80), ("100", 100, 160), ("125", 125, 200), ("150", 125, 200), ("200", 125, 200),
+    ("300", 125, 300), ("1000000", 125, 1000000),
+])
+def test_max_load_is_always_below_critical_load(tmp_path, option, max_load, critical):
+    """The copy pauses before it aborts, whatever max_threads_running says (default 200: the Go runner's flags)."""
+    limits = ptosc.load_limits(int(option))
+    assert (limits.max_load, limits.critical_load) == (max_load, critical)
+    assert limits.max_load < limits.critical_load
+    command = ptosc.build_command(migration(custom_options=f'{{"max_threads_running": "{option}"}}'), Settings(),
+                                  tmp_path / "client.cnf", ptosc.Mode.EXECUTE)
+    assert ptosc.received_limits(command.argv) == {"max-load": f"Threads_running={max_load}",
+                                                   "critical-load": f"Threads_running={critical}",
+                                                   "max-lag": "1"}
+
+
+def test_received_limits_read_the_config_file_then_the_command_line(tmp_path):
+    config = tmp_path / "pt.cnf"
+    config.write_text("max-lag=5\ncritical-load=Threads_running=400\n")
+    argv = ["pt-online-schema-change", f"--config={config}", "--alter", "ADD c INT", "--max-lag=3", "D=a,t=b"]
+    assert ptosc.received_limits(argv) == {"max-lag": "3", "critical-load": "Threads_running=400"}
 
 
 # -- output --------------------------------------------------------------------------------
@@ -171,6 +196,33 @@ def test_shipper_loses_nothing_across_an_outage_and_sends_nothing_twice(tmp_path
     lines = shipped.splitlines()
     assert len(lines) == 22 and lines[0].endswith(" stdout: first line") and lines[-1].endswith(" stdout: last line")
     assert lines[0][:4].isdigit() and lines[0][10] == "T"
+
+
+def test_each_line_carries_one_timestamp_and_ptoscs_text_verbatim(tmp_path):
+    """File: ours, or pt-osc's own when it stamped the line; task log: none (Airflow stamps each record)."""
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    task_log = logging.getLogger("test.ptosc.stamps")
+    task_log.propagate = False
+    task_log.setLevel(logging.INFO)
+    task_log.addHandler(Keep())
+    shipper = LogShipper(tmp_path / "ptosc-output.log", lambda text: None, sync_interval=3600,
+                         task_log=task_log).open()
+    shipper.write("stdout", "2026-11-25T17:00:46 Creating triggers...")
+    shipper.write("stderr", "Copying `app`.`orders`:  45% 00:30 remain")
+    shipper.note("copy done")
+    shipper.close()
+    lines = (tmp_path / "ptosc-output.log").read_text().splitlines()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+    assert lines[0] == "2026-11-25T17:00:46 Creating triggers..."
+    assert re.fullmatch(stamp + r"\.\d{3}Z stderr: Copying `app`\.`orders`:  45% 00:30 remain", lines[1])
+    assert re.fullmatch(stamp + r"\.\d{3}Z shift: copy done", lines[2])
+    assert records == ["pt-osc stdout: Creating triggers...",
+                       "pt-osc stderr: Copying `app`.`orders`:  45% 00:30 remain", "copy done"]
 
 
 def test_a_killed_shippers_tail_is_sent_by_the_next_run(tmp_path):

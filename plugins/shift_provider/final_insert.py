@@ -88,6 +88,7 @@ def run_once(hook, migration_id: int, sql: str | None, target: str | None = None
                 conn.rollback()
                 raise MigrationStepError(f"final_insert failed: {exc}") from None
         conn.commit()
-        return f"final insert ran: {inserted} row(s)"
+        rows = f"{inserted} row{'s' if inserted != 1 else ''}"
+        return f"final insert ran: {text}: {rows} inserted, committed with its marker"
     finally:
         conn.close()

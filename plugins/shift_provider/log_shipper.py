@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from shift_provider import ptosc
+
 LOG_FILE_NAME = "ptosc-output.log"
 CHUNK_BYTES = 256 * 1024
 
@@ -76,10 +78,20 @@ class LogShipper:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, stream: str, text: str) -> str:
-        """One output line, prefixed with a UTC timestamp and its stream, to the task log and the file."""
-        line = f"{timestamp()} {stream}: {text}"
+        """One output line to the task log and the file, with exactly one timestamp each.
+
+        The file (and shift's log) has no timestamps of its own: a line gets a UTC one and
+        its stream, unless pt-osc stamped it itself, then it is written verbatim. The task
+        log's every record is stamped by Airflow already: there the line goes without ours,
+        and without pt-osc's stamp, with the stream it came on.
+        """
+        own_stamp, rest = ptosc.own_timestamp(text)
+        line = text if own_stamp else f"{timestamp()} {stream}: {text}"
         if self.task_log is not None:
-            self.task_log.info("%s", line)
+            if stream == "shift":
+                self.task_log.info("%s", rest)
+            else:
+                self.task_log.info("pt-osc %s: %s", stream, rest)
         assert self._file is not None, "LogShipper.open() first"
         self._file.write(line.encode("utf-8", errors="replace") + b"\n")
         return line

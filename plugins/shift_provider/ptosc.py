@@ -47,13 +47,10 @@ EXIT_CODES = {
     255: "the tool died",
 }
 
-# The Go runner's flags, kept as shift users know them.
-MAX_LOAD = "Threads_running=125"
-
-
-def max_load_threads_running(migration: Migration) -> int:
-    """The Threads_running level at which the copy waits (pt-osc's --max-load); the checksum waits there too."""
-    return int(MAX_LOAD.split("=", 1)[1])
+# The Go runner's flags, kept as shift users know them: with the default custom options
+# the copy pauses at 125 running threads and aborts at 200.
+DEFAULT_MAX_LOAD_THREADS = 125
+DEFAULT_CRITICAL_THREADS = 200
 TRIES = "create_triggers:200:1,copy_rows:10000:1"
 SET_VARS = "wait_timeout=600,lock_wait_timeout=1"
 
@@ -114,6 +111,58 @@ def unsupported_table(migration: Migration) -> str | None:
             "names hold non-ASCII characters or a quote; approve the migration as a short run instead")
 
 
+@dataclass(frozen=True)
+class LoadLimits:
+    """Threads_running at which pt-osc pauses the copy (max-load) and aborts it (critical-load)."""
+
+    max_load: int
+    critical_load: int
+
+
+def load_limits(max_threads_running: int) -> LoadLimits:
+    """Throttle before aborting, whatever ``max_threads_running`` says.
+
+    The Go runner passed the option as ``--critical-load`` next to a fixed
+    ``--max-load=Threads_running=125``, so any value up to 125 aborted the copy before it
+    ever paused. Here the copy pauses at the option, capped at 125, and aborts only at
+    1.6 times that (the defaults' own 200/125), or at the option when it is higher. So
+    max-load is always below critical-load, a lower option never throttles or aborts
+    later than a higher one, and 200 (the default) and above keep the Go runner's flags.
+    """
+    max_load = max(1, min(int(max_threads_running), DEFAULT_MAX_LOAD_THREADS))
+    ratio_ceil = -(-max_load * DEFAULT_CRITICAL_THREADS // DEFAULT_MAX_LOAD_THREADS)
+    return LoadLimits(max_load, max(int(max_threads_running), ratio_ceil, max_load + 1))
+
+
+def max_load_threads_running(migration: Migration) -> int:
+    """The Threads_running level at which the copy waits (its --max-load); the checksum waits there too."""
+    return load_limits(migration.custom_options.max_threads_running).max_load
+
+
+def received_limits(argv: list[str]) -> dict[str, str]:
+    """The throttle and abort settings pt-osc gets from this argv (and its --config file), for the log.
+
+    pt-osc reads the --config file first and the command line after it; a later option
+    wins over an earlier one. Keys without a value are left out (pt-osc's own default then).
+    """
+    wanted = ("max-load", "critical-load", "max-lag")
+    found: dict[str, str] = {}
+    for arg in argv[1:]:
+        if arg.startswith("--config="):
+            try:
+                lines = Path(arg.split("=", 1)[1]).read_text().splitlines()
+            except (OSError, ValueError):  # unreadable or not text: pt-osc itself will say so
+                lines = []
+            for line in lines:
+                key, _, value = line.strip().partition("=")
+                if key.strip() in wanted and value.strip():
+                    found[key.strip()] = value.strip()
+        for key in wanted:
+            if arg.startswith(f"--{key}="):
+                found[key] = arg.split("=", 1)[1]
+    return found
+
+
 def dsn(migration: Migration, defaults_file: Path) -> str:
     """h=,P=,D=,t= plus F= (the defaults file), which pt-osc honours wherever it stands."""
     for value in (migration.host, migration.database, migration.table, str(defaults_file)):
@@ -136,9 +185,10 @@ def build_command(migration: Migration, settings: Settings, defaults_file: Path,
         argv.append(f"--config={checked_config_path(options.config_path, settings)}")
     else:
         argv.append(f"--defaults-file={defaults_file}")
+        limits = load_limits(options.max_threads_running)
         argv += [
-            f"--max-load={MAX_LOAD}",
-            f"--critical-load=Threads_running={options.max_threads_running}",
+            f"--max-load=Threads_running={limits.max_load}",
+            f"--critical-load=Threads_running={limits.critical_load}",
             f"--max-lag={options.max_replication_lag}",
             f"--tries={TRIES}",
             f"--set-vars={SET_VARS}",
@@ -178,6 +228,16 @@ _WAITING = (
     re.compile(r"^Waiting forever for new table"),
     re.compile(r"^Waiting for "),
 )
+
+
+# pt-osc stamps some lines itself ("2026-11-25T17:00:46 Creating triggers..."), in local time.
+_OWN_STAMP = re.compile(r"^(?P<stamp>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?) (?P<rest>.*)$")
+
+
+def own_timestamp(line: str) -> tuple[str | None, str]:
+    """(pt-osc's own timestamp or None, the text after it), so no line carries two timestamps."""
+    match = _OWN_STAMP.match(line)
+    return (match["stamp"], match["rest"]) if match else (None, line)
 
 
 class EventKind(str, Enum):

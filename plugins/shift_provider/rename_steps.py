@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 
-from shift_provider import schema_ops
+from shift_provider import schema_ops, statement_log
 from shift_provider.exceptions import MigrationStepError, ShiftError
 from shift_provider.settings import Settings
 from shift_provider.sql import qualified, quote_ident, tokenize
@@ -284,9 +284,12 @@ def verify_new_table(hook, database: str, table: str, new_table: str, expected: 
         raise MigrationStepError(
             f"refusing to swap: {where} holds about {new} rows but `{database}`.`{table}` about {original} "
             f"(information_schema estimates; tolerance {bound} rows)")
-    how = "exactly" if exact else f"by estimate, within {bound}"
-    return (f"new table {where} verified: new schema, triggers {sorted(triggers.values())} keep it in sync, "
-            f"{new} rows vs {original} ({how})")
+    if exact:
+        rows = f"exactly {new:,} rows in both (COUNT(*) in one snapshot)"
+    else:
+        rows = (f"about {new:,} rows vs about {original:,} (information_schema estimates, "
+                f"within the tolerance of {bound:,})")
+    return f"new table {where} verified: new schema, triggers {sorted(triggers.values())} keep it in sync, {rows}"
 
 
 # --- the swap ----------------------------------------------------------------------------------
@@ -338,11 +341,11 @@ def swap_tables(hook, database: str, table: str, new_table: str, old_table: str,
     try:
         conn.autocommit(True)
         with conn.cursor() as cur:
-            cur.execute("SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),))
+            statement_log.execute(cur, "SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),), log=log)
             attempts = int(retries) + 1
             for attempt in range(1, attempts + 1):
                 try:
-                    cur.execute(statement)
+                    statement_log.execute(cur, statement, log=log)
                     return attempt
                 except Exception as exc:  # the driver's OperationalError; only a lock wait timeout is retried
                     if not exc.args or exc.args[0] != ER_LOCK_WAIT_TIMEOUT:
@@ -442,13 +445,13 @@ def analyze(hook, database: str, tables: list[str], lock_wait_timeout: int, log)
     conn = hook.get_conn()
     try:
         with conn.cursor() as cur:
-            cur.execute("SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),))
+            statement_log.execute(cur, "SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),), log=log)
             try:
-                cur.execute("SET SESSION use_stat_tables = 'NEVER'")
+                statement_log.execute(cur, "SET SESSION use_stat_tables = 'NEVER'", log=log)
             except Exception:  # not MariaDB: there are no engine-independent stats to avoid
                 pass
             names = ", ".join(qualified(database, t) for t in tables)
-            cur.execute(f"ANALYZE NO_WRITE_TO_BINLOG TABLE {names}")
+            statement_log.execute(cur, f"ANALYZE NO_WRITE_TO_BINLOG TABLE {names}", log=log)
             problems = [row for row in cur.fetchall() if str(row[2]).lower() not in ("status", "note")]
         if problems:
             log.warning("ANALYZE TABLE %s said %s; the stats may be stale", names, problems)

@@ -23,6 +23,14 @@ class TableStats:
     table_size: int  # DATA_LENGTH
     index_size: int  # INDEX_LENGTH
 
+    @property
+    def rows_text(self) -> str:
+        """TABLE_ROWS is InnoDB's sampled estimate (off by tens of percent): never shown as a count."""
+        return f"about {self.table_rows:,} (estimate)"
+
+    def describe(self) -> str:
+        return f"{self.rows_text} rows, data {self.table_size:,} bytes, indexes {self.index_size:,} bytes"
+
     def as_update(self, suffix: str) -> dict[str, str]:
         return {f"table_rows_{suffix}": str(self.table_rows), f"table_size_{suffix}": str(self.table_size),
                 f"index_size_{suffix}": str(self.index_size)}

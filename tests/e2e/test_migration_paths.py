@@ -112,8 +112,11 @@ def test_short_run_alter(e2e, primary, database):
     run = one_run("run_ddl")
     assert str(run.state) == "success", task_states(run)
     assert e2e.migration(mid)["status"] == 8
-    # The task's "Shift migration" link (Airflow 3 stores it in XCom when the task ends).
-    assert xcoms(run)["run_ddl"]["_link_ShiftMigrationLink"] == f"http://localhost:3000/migrations/{mid}"
+    # Every task of the run, route included, carries the "Shift migration" link (Airflow 3 stores it in
+    # XCom when the task ends).
+    links = {task: values.get("_link_ShiftMigrationLink") for task, values in xcoms(run).items()}
+    assert set(links) == {"route", "run_ddl"}, links
+    assert set(links.values()) == {f"http://localhost:3000/migrations/{mid}"}, links
     assert "note" in columns_of(primary, database, "t") and triggers_on(primary, database) == []
     assert primary.query(f"SELECT COUNT(*) FROM `{database}`.t WHERE name = 'final-insert'")[0][0] == 1
 

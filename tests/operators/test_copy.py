@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from shift_provider.codes import Status
 from shift_provider.state_file import MigrationState
 from tests.support.airflow import run_dag, task_states, xcoms, private_airflow_env
+from tests.support.load import RunningThreads
 from tests.support.tables import (
     BackgroundWriter,
     columns_of,
@@ -135,18 +137,25 @@ def test_copy_under_writes_leaves_shadow_and_triggers_and_matches_after_swap(cop
     assert shift_log(shift_api, conf["id"]) == log  # everything shipped, once
 
 
-def test_progress_reaches_xcom_and_shift_in_order(copy_env, shift_api, primary, database):
+def test_progress_reaches_xcom_and_shift_in_order(copy_env, shift_api, primary, database, capfd):
     create_sample_table(primary, database, "p", 30000)
     conf = start_copy(shift_api, database, "p")
+    capfd.readouterr()
     run = run_dag(COPY_DAG, conf)
+    # The task log: every pt-osc line once, under Airflow's timestamp only.
+    ptosc_lines = [line for line in capfd.readouterr().out.splitlines() if " pt-osc std" in line]
+    assert any("pt-osc stderr: Copying" in line for line in ptosc_lines)
+    assert any("pt-osc stdout: Creating triggers..." in line for line in ptosc_lines)  # pt-osc stamped it
+    assert all(len(re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line)) == 1 for line in ptosc_lines)
     assert task_states(run) == {"copy": "success"}
     values = xcoms(run)["copy"]
     history = values["copy_progress_history"]
     assert len(history) >= 3, history
     assert history == sorted(history) and len(set(history)) == len(history), history
     assert history[-1] == 100 and values["copy_percentage"] == 100
+    # At the end the line says the copy is done, not pt-osc's last "NN% mm:ss remain".
     assert values["eta_seconds"] == 0
-    assert values["progress_line"].startswith(f"Copying `{database}`.`p`:")
+    assert values["progress_line"] == f"copy done: 100% of `{database}`.`p` copied into `_p_new`"
     assert values["waiting_reason"] is None
     assert values["copy_outcome"] == "copied"
     log = local_log(copy_env, conf["id"])
@@ -210,6 +219,39 @@ def test_stopped_replica_makes_ptosc_wait_and_says_why(airflow_home, shift_setti
     log = log_path.read_text()
     assert reason in log
     assert "pt-osc is waiting" not in log  # the task log has that; the file holds pt-osc's own lines
+
+
+def test_low_max_threads_running_pauses_the_copy_under_load_instead_of_aborting_it(copy_env, shift_api, primary,
+                                                                                 database):
+    """max_threads_running 50 under more than 50 running threads: pt-osc waits, then copies to the end."""
+    create_sample_table(primary, database, "busy", 20000)
+    conf = start_copy(shift_api, database, "busy", max_threads_running="50")
+    load = RunningThreads(primary, 55).start()
+
+    def release_load():
+        try:
+            when(lambda: load.threads_running() > 50, timeout=30)
+            return when(lambda: next((r for r in [live_xcom("waiting_reason") or ""]
+                                      if r.startswith("Pausing because Threads_running=")), None),
+                        timeout=120, interval=0.3)
+        finally:  # never leave the load (and pt-osc paused behind it) in place
+            load.stop()
+
+    live_xcom("waiting_reason")  # configure the ORM mappers here, not in the thread (import lock)
+    releaser = Background(release_load)
+    releaser.start()
+    run = run_dag(COPY_DAG, conf)
+    reason = releaser.join_checked(timeout=150)
+    assert task_states(run) == {"copy": "success"}
+    assert shift_api.migration(conf["id"])["status"] == Status.AWAITING_RENAME
+    assert int(reason.split("Threads_running=")[1].rstrip(".")) > 50
+    values = xcoms(run)["copy"]
+    assert values["copy_outcome"] == "copied" and values["copy_percentage"] == 100
+    assert values["last_waiting_reason"].startswith("Pausing because Threads_running=")
+    log = local_log(copy_env, conf["id"])
+    assert "pt-osc load limits as it receives them: max-load=Threads_running=50, " \
+           "critical-load=Threads_running=80, max-lag=1" in log
+    assert reason in log and "exceeds its critical threshold" not in log
 
 
 def test_ptosc_failure_becomes_a_resumable_error_with_the_tools_message(copy_env, shift_api, primary, database):

@@ -48,6 +48,33 @@ def assert_swap_matches(primary, database, table, writer, mid):
     assert "extra" in columns_of(primary, database, table)
 
 
+class PinnedPercentages(Background):
+    """shift's copy_percentage, sampled while a copy has its run_host pinned (in order of observation)."""
+
+    def __init__(self, shift_api, migration_id: int) -> None:
+        import threading
+
+        self.values: list[float] = []
+        self._quit = threading.Event()
+
+        def sample():
+            while not self._quit.is_set():
+                migration = shift_api.migration(migration_id)
+                if migration["run_host"] and migration["copy_percentage"] is not None:
+                    self.values.append(float(migration["copy_percentage"]))
+                self._quit.wait(0.05)
+
+        super().__init__(sample)
+
+    def start(self) -> PinnedPercentages:
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        self._quit.set()
+        self.join_checked(timeout=30)
+
+
 def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, primary, database):
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
@@ -58,10 +85,16 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
     run = run_dag(COPY_DAG, conf)
     assert pauser.join_checked().status_code == 200
     assert task_states(run) == {"copy": "success"}
-    assert xcoms(run)["copy"]["copy_outcome"] == "stopped:paused"
+    values = xcoms(run)["copy"]
+    assert values["copy_outcome"] == "stopped:paused"
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.PAUSING and migration["staged"] and migration["run_host"] is None
-    assert 0 < float(migration["copy_percentage"]) < 100
+    paused_at = values["copy_percentage"]
+    assert 0 < paused_at < 100 and float(migration["copy_percentage"]) == paused_at
+    # Nothing copies any more: no ETA, and the line says where the copy stopped.
+    assert values["eta_seconds"] is None and values["waiting_reason"] is None
+    assert values["progress_line"] == (f"copy stopped (paused) at {paused_at}%; "
+                                       "the next attempt copies again from 0%")
     assert state_of(shift_api, mid).copy_status == "stopped"
     assert not [p for p in psutil.process_iter(["cmdline"]) if f"D={database}" in " ".join(p.info["cmdline"] or [])]
     assert "stopping pt-osc: shift moved migration" in local_log(copy_env, mid)
@@ -73,9 +106,20 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
 
     # A human resumes: 3 staged again; the copy cleans up the partial attempt and copies again.
     assert shift_api.human("resume", mid).status_code == 200
-    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    seen = PinnedPercentages(shift_api, mid).start()
+    try:
+        run = run_dag(COPY_DAG, claim(shift_api, mid))
+    finally:
+        seen.stop()
     assert task_states(run) == {"copy": "success"}
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    # From the moment the resumed copy pinned its host, shift never showed the old attempt's percentage.
+    assert seen.values and seen.values[0] < paused_at, (paused_at, seen.values)
+    values = xcoms(run)["copy"]
+    assert values["copy_percentage"] == 100 and values["eta_seconds"] == 0
+    assert values["progress_line"] == f"copy done: 100% of `{database}`.`t` copied into `_t_new`"
+    assert values["copy_progress_history"][0] < paused_at and values["copy_progress_history"][-1] == 100
+    assert float(shift_api.migration(mid)["copy_percentage"]) == 100
     log = local_log(copy_env, mid)
     assert "an earlier copy attempt left triggers" in log and "has no --resume" in log
     assert "has triggers" not in log

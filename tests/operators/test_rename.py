@@ -212,6 +212,27 @@ def test_prepare_copy_rename_with_writes_across_the_swap(env):
     assert env.primary.query(f"SELECT COUNT(*) FROM {q(env.database)}.rename_audit")[0][0] == 1
 
 
+def test_rename_log_names_each_statement_once_with_its_effect(env, capfd):
+    """The task log of a rename: no bare "Rows affected: N", each change logged once with its statement."""
+    conf = env.ready()
+    capfd.readouterr()  # only the rename's own output from here
+    run = run_dag("shift_test_rename", conf)
+    assert succeeded(run), task_states(run)
+    lines = capfd.readouterr().out.splitlines()
+    task_lines = [line for line in lines if "[airflow.task." in line]
+    assert task_lines, "no task log captured"
+    assert [line for line in lines if "Rows affected" in line] == []
+    ran = [line.split("ran: ", 1)[1].split(" [airflow.task.")[0].strip() for line in task_lines if " ran: " in line]
+    swap = [r for r in ran if r.startswith("RENAME TABLE") and f"TO `{env.database}`.`{TABLE}`" in r]
+    assert len(swap) == 1 and swap[0].endswith(": ok"), ran
+    drops = [r for r in ran if r.startswith("DROP TRIGGER")]
+    assert len(drops) == 3 and len(set(drops)) == 3, ran
+    assert any(r.startswith("ANALYZE NO_WRITE_TO_BINLOG TABLE") for r in ran), ran
+    # Every line carries one timestamp: Airflow's.
+    assert all(len(re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line)) <= 1 for line in task_lines
+               if " ran: " in line or "swap:" in line)
+
+
 # --- faults after each sub-step, then the task cleared and run again -----------------------------
 
 _REFERENCE: dict = {}

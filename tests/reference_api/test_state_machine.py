@@ -278,7 +278,17 @@ def test_form_bodies_are_accepted_too(server):
 
 def test_ui_page_and_missing_migration(server):
     mid = server.create(ALTER)["id"]
-    assert server.session.get(server.root + f"migrations/{mid}", timeout=10).json()["id"] == mid
+    assert server.request("GET", f"migrations/{mid}").json()["migration"]["id"] == mid  # the JSON API is as it was
+    server.request("POST", "migrations/append_to_file",
+                   {"migration_id": mid, "file_type": 0, "contents": "copy <done> & shipped\n"})
+    server.request("PUT", f"migrations/{mid}", {"copy_percentage": "42", "table_rows_start": "1000"})
+    page = server.session.get(server.root + f"migrations/{mid}", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert f"<h1>Migration {mid}: <span id=\"status\">preparing (0)</span></h1>" in html
+    assert "copy 42%" in html and "about 1,000 (estimate)" in html
+    assert "copy &lt;done&gt; &amp; shipped" in html  # the log, escaped
+    assert html.count("<pre id=\"ddl\">") == 1
     missing = server.request("GET", "migrations/999999")
     assert missing.status_code == 404 and missing.json()["errors"] == ["Migration not found."]
     assert server.request("GET", "migrations/get_file", params={"migration_id": mid, "file_type": 1}).json() == {

@@ -91,6 +91,12 @@ class ShiftClusterHook(MySqlHook):
         kwargs.setdefault("log_sql", False)
         super().__init__(mysql_conn_id=settings.mysql_conn_id, connection=connection, **kwargs)
 
+    def _run_command(self, cur, sql_statement, parameters):
+        """One log line per statement, with its effect, instead of DbApiHook's bare "Rows affected: N"."""
+        from shift_provider.statement_log import execute
+
+        execute(cur, sql_statement, parameters, log=self.log)
+
     def _get_conn_config_mysql_client(self, conn) -> dict:
         # Bounded waits: a cluster that restarted or vanished must fail a step, not hang it.
         config = super()._get_conn_config_mysql_client(conn)

@@ -208,10 +208,16 @@ class CopyRun:
         return True
 
     def pin_run_host(self) -> None:
-        """shift shows (and a pause waits for) the host the copy runs on."""
+        """shift shows (and a pause waits for) the host the copy runs on.
+
+        The percentage goes back to 0 in the same update: every attempt copies from the
+        start (pt-osc 3.2 has no --resume), so an earlier attempt's value is stale from here.
+        """
         host = run_host_name()
-        self.api.update(self.migration.id, run_host=host)
-        self.log.info("pinned run_host=%s", host)
+        self.api.update(self.migration.id, run_host=host, copy_percentage=0)
+        self._sent_api_percent = 0
+        self.log.info("pinned run_host=%s; copy_percentage reset to 0 (a copy always starts from the first row)",
+                      host)
 
     def open_log(self) -> None:
         path = self.settings.migration_log_dir(self.migration.id) / LOG_FILE_NAME
@@ -285,6 +291,10 @@ class CopyRun:
         save_state(self.api, s)
         self.note(f"starting pt-online-schema-change {s.ptosc_version} (attempt {s.copy_attempts}): "
                   + " ".join(command.argv))
+        limits = ptosc.received_limits(command.argv)
+        self.note("pt-osc load limits as it receives them: "
+                  + ", ".join(f"{key}={value}" for key, value in limits.items())
+                  + " (pauses the copy at max-load, aborts it at critical-load)")
 
     # -- running pt-osc ---------------------------------------------------------------------
 
@@ -400,6 +410,18 @@ class CopyRun:
 
     # -- the end ----------------------------------------------------------------------------
 
+    def end_progress(self, percent: int | None, eta: int | None, line: str) -> None:
+        """The progress XComs and shift's percentage at an end: one consistent set, nothing stale.
+
+        pt-osc's last progress line ("69% 00:02 remain") describes a moment of the copy, not
+        its end; once the copy ended the line says how it ended and the ETA is 0 (done) or
+        None (nothing is copying).
+        """
+        self._percent, self._eta, self._progress_line, self._waiting = percent, eta, line, None
+        if percent is not None and (not self._history or self._history[-1] != percent):
+            self._history.append(percent)
+        self.publish_progress(final=True)
+
     def conclude(self, result: CopyResult) -> dict[str, Any]:
         m = self.migration
         if result.stop_reason == "killed":
@@ -418,6 +440,7 @@ class CopyRun:
         if result.exit_code == 0:
             message = f"pt-online-schema-change exited 0 but its output ends with an error: {result.last_stderr}"
         self.note(message)
+        self.end_progress(self._percent, None, f"copy failed at {self._percent or 0}%: {message}"[:500])
         self.ti.xcom_push(key=XCOM_OUTCOME, value="error")
         # The base reports it once, as `error` (resumable): the copy step's failure outcome.
         raise PtOscError(message, exit_code=result.exit_code)
@@ -436,10 +459,8 @@ class CopyRun:
     def conclude_succeeded(self) -> dict[str, Any]:
         m = self.migration
         triggers = self.verified_leftovers()
-        self._percent, self._eta, self._waiting = 100, 0, None
-        if not self._history or self._history[-1] != 100:
-            self._history.append(100)
-        self.publish_progress(final=True)
+        self.end_progress(100, 0, f"copy done: 100% of `{m.database}`.`{m.table}` copied into "
+                                  f"`{self.state.new_table}`")
         self.verify_content()
         self.state.copy_status = "succeeded"
         self.sync_state(self.api)
@@ -489,7 +510,8 @@ class CopyRun:
         m = self.migration
         self.state.copy_status = "stopped"
         self.record_leftovers()
-        self.publish_progress()
+        self.end_progress(self._percent, None, f"copy stopped ({reason}) at {self._percent or 0}%; "
+                                               "the next attempt copies again from 0%")
         self.sync_state(self.api)
         if reason == "stop_file":
             self.api.offer(m.id)

@@ -216,7 +216,7 @@ class DryRunOperator(ShiftMigrationOperator):
         def pump(stream, lines: list[str], label: str) -> None:
             for line in stream:
                 lines.append(line.rstrip("\n"))
-                self.log.info("pt-osc %s: %s", label, lines[-1])
+                self.log.info("pt-osc %s: %s", label, ptosc.own_timestamp(lines[-1])[1])  # Airflow stamps it
 
         readers = [threading.Thread(target=pump, args=(process.stdout, stdout, "out"), daemon=True),
                    threading.Thread(target=pump, args=(process.stderr, stderr, "err"), daemon=True)]
@@ -291,10 +291,10 @@ class CollectTableStatsOperator(ShiftMigrationOperator):
             self.log.info("%s is a view: views have no size, no stats collected", describe(migration))
             return None
         stats = schema_ops.table_stats(self.cluster(migration), migration.database, migration.table)
-        self.log.info("%s: %d rows (estimate), data %d bytes, index %d bytes", describe(migration),
-                      stats.table_rows, stats.table_size, stats.index_size)
+        self.log.info("%s: %s (information_schema)", describe(migration), stats.describe())
         self.api.update(migration.id, **stats.as_update("start"))
-        value = {"table_rows": stats.table_rows, "table_size": stats.table_size, "index_size": stats.index_size}
+        value = {"table_rows": stats.table_rows, "table_size": stats.table_size, "index_size": stats.index_size,
+                 "rows": stats.rows_text}
         context["ti"].xcom_push(key="table_stats", value=value)
         return None
 

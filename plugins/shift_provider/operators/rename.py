@@ -148,8 +148,8 @@ class RenameOperator(ShiftMigrationOperator):
             attempt = rename_steps.swap_tables(hook, db, table, state.new_table, state.old_table,
                                                self.settings.rename_lock_wait_timeout, self.settings.rename_retries,
                                                self.log)
-            self.log.info("swap: RENAME TABLE `%s` TO `%s`, `%s` TO `%s` done (attempt %d)", table,
-                          state.old_table, state.new_table, table, attempt)
+            self.log.info("swap: done on attempt %d: `%s` is the new table, the old one is `%s`", attempt, table,
+                          state.old_table)
         self._done("swap", state)
 
     def refuse_changed_original(self, hook, migration: Migration, state: MigrationState) -> None:
@@ -221,7 +221,7 @@ class RenameOperator(ShiftMigrationOperator):
         stats = rename_steps.end_stats(hook, migration.database, migration.table,
                                        self.settings.rename_lock_wait_timeout, self.log)
         self.api.update(migration.id, **stats.as_update("end"))
-        self.log.info("stats: %s", stats)
+        self.log.info("stats: %s (information_schema, after ANALYZE)", stats.describe())
         self._done("stats", state)
 
     def run_final_insert(self, hook, migration: Migration, state: MigrationState) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 
 from shift_provider.exceptions import MalformedMigrationError, MigrationStepError
+from shift_provider.links import ShiftMigrationLink
 from shift_provider.models import Migration
 from shift_provider.state_machine import Step, step_for
 
@@ -28,6 +29,8 @@ class RouteMigrationOperator(BaseBranchOperator):
     """Branches to the first task of the step the migration's status calls for."""
 
     template_fields: Sequence[str] = ("migration",)
+    # The first task a DBA opens in a run: it links to the migration like every step does.
+    operator_extra_links = (ShiftMigrationLink(),)
 
     def __init__(self, *, migration: Any = "{{ dag_run.conf | tojson }}", clusters: Sequence[str] = (),
                  **kwargs: Any) -> None:
@@ -37,6 +40,9 @@ class RouteMigrationOperator(BaseBranchOperator):
 
     def choose_branch(self, context: Any) -> str:
         payload = json.loads(self.migration) if isinstance(self.migration, str) else self.migration
+        migration_id = payload.get("id") if isinstance(payload, dict) else None
+        if isinstance(migration_id, int) and not isinstance(migration_id, bool):  # the link needs only the id
+            context["ti"].xcom_push(key="migration_id", value=migration_id)
         try:
             migration = Migration.from_payload(payload)
             step = step_for(migration)

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from shift_provider.codes import FileType
+from shift_provider.reference_api import page
 from shift_provider.reference_api.store import ClusterAddress, Invalid, NotFound, Store
 
 API = "/api/v1/migrations"
@@ -161,9 +163,11 @@ def create_app(db_path: str, clusters: Mapping[str, ClusterAddress | tuple[str, 
 
     # -- stand-in for the shift UI's migration page (the Airflow extra link points here) -------
 
-    @app.get("/migrations/{migration_id}")
+    @app.get("/migrations/{migration_id}", response_class=HTMLResponse)
     async def ui_page(migration_id: str) -> Any:
-        return await call(store.get, migration_id)
+        migration = await call(store.get, migration_id)
+        log = await call(store.get_file, migration["id"], FileType.LOG)
+        return HTMLResponse(page.render(migration, log["contents"] if log else None))
 
     @app.get("/health")
     async def health() -> Any:
