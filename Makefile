@@ -3,7 +3,9 @@
 
 VENV := .venv
 PY := $(VENV)/bin/python
-PYTEST_ARGS ?=
+# Two pytest-xdist workers, whole files each (module fixtures and file-level state stay in one
+# process; every worker starts its own MariaDB, API servers and Airflow home). PYTEST_ARGS= runs serially.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 ROWS ?= 1000000
 
 .PHONY: bootstrap test demo demo-stop bench clean
