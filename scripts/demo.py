@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,7 +113,12 @@ def start() -> None:
     if PIDS.exists():
         say("a demo is already running; `make demo-stop` first")
         raise SystemExit(1)
-    DEMO.mkdir(exist_ok=True)
+    if DEMO.exists():
+        # What an earlier, stopped demo left (its database, shift API store, Airflow home): each
+        # demo starts from nothing, so a second `make demo` runs the same story again.
+        say(f"removing the earlier demo's files in {DEMO}")
+        shutil.rmtree(DEMO)
+    DEMO.mkdir()
     pids: dict[str, int] = {}
 
     say("starting a private MariaDB")
