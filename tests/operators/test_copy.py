@@ -155,7 +155,7 @@ def test_progress_reaches_xcom_and_shift_in_order(copy_env, shift_api, primary, 
     assert history[-1] == 100 and values["copy_percentage"] == 100
     # At the end the line says the copy is done, not pt-osc's last "NN% mm:ss remain".
     assert values["eta_seconds"] == 0
-    assert values["progress_line"] == f"copy done: 100% of `{database}`.`p` copied into `_p_new`"
+    assert values["progress_line"] == f"copy done: 100% of `{database}`.`p` copied into `_p_new_{conf['id']}`"
     assert values["waiting_reason"] is None
     assert values["copy_outcome"] == "copied"
     log = local_log(copy_env, conf["id"])
