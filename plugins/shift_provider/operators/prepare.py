@@ -25,8 +25,6 @@ from shift_provider.models import Migration
 from shift_provider.operators.base import ShiftMigrationOperator
 from shift_provider.sql import ParsedDDL, parse_ddl, qualified
 
-# pt-osc exit codes a retry may fix (the server went away); anything else is the migration's fault.
-TRANSIENT_PTOSC_EXITS = frozenset({18, 19})
 _OBJECT_TYPES = {Mode.TABLE: "BASE TABLE", Mode.VIEW: "VIEW"}
 
 
@@ -186,12 +184,12 @@ class DryRunOperator(ShiftMigrationOperator):
             exit_code, stdout, stderr = self._run(command.argv)
         self._append_to_shift_log(migration, stdout, stderr, exit_code)
         if exit_code != 0:
-            message = ptosc.failure_message(exit_code, stderr or stdout)
-            if exit_code in TRANSIENT_PTOSC_EXITS:
-                raise PtOscError(message, exit_code=exit_code)
-            raise MigrationStepError(f"dry run failed: {message}")
+            failure = ptosc.diagnose(exit_code, stdout + stderr)  # pt-osc's own refusals go to stdout
+            if failure.transient:  # the server went away, not the migration's fault: a retry may pass
+                raise PtOscError(failure.message, exit_code=exit_code)
+            raise MigrationStepError(f"dry run failed: {failure.message}")
         if not ptosc.is_clean_stderr_end(stderr[-1] if stderr else None):
-            raise MigrationStepError("dry run failed: " + ptosc.failure_message(exit_code, stderr))
+            raise MigrationStepError("dry run failed: " + ptosc.failure_message(exit_code, stdout + stderr))
         self.log.info("pt-osc dry run succeeded")
 
     def _run(self, argv: list[str]) -> tuple[int, list[str], list[str]]:
