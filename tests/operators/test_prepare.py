@@ -226,3 +226,36 @@ def test_backticks_in_names_are_refused_by_the_model(env):
     assert migration["status"] == 0 and not migration["error_message"]
     assert tables_in(env.primary, env.database) == ["victim"]
     assert env.primary.query("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME='mysql'") == [(1,)]
+
+
+# --- ALTERs whose new table would refuse the application's writes (pt-osc's triggers copy them) -----
+
+@pytest.mark.parametrize("ddl, reason", [
+    ("ALTER TABLE t ADD COLUMN region INT NOT NULL, ADD INDEX iregion (region)",
+     "column `region` is added NOT NULL without a DEFAULT"),
+    ("ALTER TABLE t MODIFY name VARCHAR(4) NOT NULL", "column `name` changes from varchar(64) NOT NULL to "
+                                                      "varchar(4) NOT NULL, which existing rows do not fit (e.g. "),
+    ("ALTER TABLE t MODIFY amount TINYINT NOT NULL", "column `amount` changes from int(11) NOT NULL to tinyint(4)"),
+    ("ALTER TABLE t ADD COLUMN note VARCHAR(8) NULL, MODIFY created DATETIME NULL, CHANGE amount qty SMALLINT "
+     "NOT NULL", None),
+])
+def test_prepare_refuses_an_alter_the_triggers_cannot_apply_before_any_trigger(env, ddl, reason):
+    create_sample_table(env.primary, env.database, "t", 500)
+    conf = env.claim(ddl)
+    run = run_dag("shift_test_dry_run", conf)
+    if reason is None:  # renamed and widened columns, a nullable new column: accepted
+        assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])
+        return
+    assert task_states(run) == {"dry_run": "failed"}
+    message = failed_in_shift(env, conf["id"])
+    assert "refusing this ALTER: " in message and reason in message, message
+    assert env.primary.query("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA=%s",
+                             (env.database,))[0][0] == 0
+    assert tables_in(env.primary, env.database) == ["t"]
+
+
+def test_prepare_accepts_a_narrowing_the_data_fits(env):
+    create_sample_table(env.primary, env.database, "t", 500)  # names are 'name-1' .. 'name-500'
+    conf = env.claim("ALTER TABLE t MODIFY name VARCHAR(8) NOT NULL, MODIFY amount SMALLINT NOT NULL")
+    run = run_dag("shift_test_dry_run", conf)
+    assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shift_provider import instant_ddl, ptosc, schema_ops
+from shift_provider import instant_ddl, ptosc, schema_ops, trigger_safety
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import check_shape, try_in_rolled_back_transaction
@@ -126,6 +126,7 @@ class DryRunOperator(ShiftMigrationOperator):
             self.log.warning("no pt-osc dry run: %s", reason)
             self._append_note(migration, f"no pt-online-schema-change dry run: {reason}\n")
         else:
+            self.check_trigger_safety(migration)
             self.ptosc_dry_run(migration)
 
     # --- CREATE -------------------------------------------------------------
@@ -173,6 +174,14 @@ class DryRunOperator(ShiftMigrationOperator):
         self.log.info("%s exists as a %s; the drop can run", describe(migration), found.lower())
 
     # --- ALTER by pt-osc ----------------------------------------------------
+
+    def check_trigger_safety(self, migration: Migration) -> None:
+        """Refuse, before any trigger exists, an ALTER whose new table would refuse the application's
+        writes that pt-osc's triggers copy into it (see ``trigger_safety``)."""
+        found = trigger_safety.problems(self.cluster(migration), migration, ptosc.alter_clause(migration), self.log)
+        if found:
+            raise MigrationStepError("refusing this ALTER: " + "; ".join(found))
+        self.log.info("pt-osc's triggers can apply the application's writes to the new table")
 
     def ptosc_dry_run(self, migration: Migration) -> None:
         """The real pt-osc --dry-run; credentials in the 0600 defaults file, passed first."""
