@@ -30,8 +30,9 @@ ER_LOCK_DEADLOCK = 1213
 # Server-side "your connection is going away": the statement is not at fault.
 ER_SERVER_SHUTDOWN = 1053
 ER_CONNECTION_KILLED = 1927
-# Client error codes (2002 can't connect, 2006 gone away, 2013 lost, 2055 lost at handshake...) start here.
-CLIENT_ERROR_MIN = 2000
+# Client error codes (2002 can't connect, 2006 gone away, 2013 lost, 2055 lost at handshake...): 2000-2999.
+# (Server errors go on above them: MySQL 8's 3xxx, MariaDB's 4xxx such as 4161 unknown data type.)
+CLIENT_ERRORS = range(2000, 3000)
 # Between two attempts, let the queries that queued behind our lock request run.
 RETRY_PAUSE = 0.5
 _LOG = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def classify(exc: BaseException) -> ErrorKind:
     code = error_code(exc)
     if code in (ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK):
         return ErrorKind.LOCK
-    if code is None or code >= CLIENT_ERROR_MIN or code in (ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED):
+    if code is None or code in CLIENT_ERRORS or code in (ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED):
         return ErrorKind.CONNECTION
     return ErrorKind.STATEMENT
 

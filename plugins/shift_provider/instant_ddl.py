@@ -34,6 +34,7 @@ from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import BOOKKEEPING_DB
 from shift_provider.models import Migration
+from shift_provider.nondeterministic import nondeterministic_default
 from shift_provider.operators.copy import CopyRun
 from shift_provider.ptosc import alter_clause
 from shift_provider.settings import Settings
@@ -137,6 +138,9 @@ def verdict_for(settings: Settings, hook, migration: Migration) -> Verdict:
     refused = unprobeable(clause)
     if refused:
         return Verdict(False, f"{refused}, so it is not tried with ALGORITHM=INSTANT")
+    varying = nondeterministic_default(clause)
+    if varying:
+        return Verdict(False, varying)
     return probe(hook, migration, clause)
 
 

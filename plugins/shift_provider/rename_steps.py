@@ -27,8 +27,9 @@ EXACT_COUNT_MAX_ROWS = 1_000_000
 # is empty or far from copied: |new - original| <= max(50% of original, 1000 rows).
 ESTIMATE_TOLERANCE = 0.5
 ESTIMATE_SLACK_ROWS = 1000
-# ALTER specifications that rebuild the table without changing its definition (so "differs" cannot hold).
-_REBUILD_WORDS = frozenset({"ENGINE", "FORCE", "ALGORITHM", "LOCK"})
+# ALTER specifications that rebuild the table without changing its definition, or change only what
+# ``definition`` leaves out (the AUTO_INCREMENT counter), so "differs" cannot hold.
+_REBUILD_WORDS = frozenset({"ENGINE", "FORCE", "ALGORITHM", "LOCK", "AUTO_INCREMENT"})
 _INDEX_WORDS = frozenset({"INDEX", "KEY"})
 _NOT_A_COLUMN = frozenset({"INDEX", "KEY", "UNIQUE", "FULLTEXT", "SPATIAL", "PRIMARY", "CONSTRAINT", "FOREIGN",
                            "PARTITION", "CHECK", "PERIOD", "SYSTEM", "VECTOR"})

@@ -212,3 +212,38 @@ def test_instant_alter_waits_within_the_lock_bound(env, shift_settings):
     assert str(rerun.state) == "success", task_states(rerun)
     assert xcoms(rerun)["rename"]["instant_ddl_outcome"] == "applied"
     assert env.api.migration(conf["id"])["status"] == 8 and env.final_inserts() == 1
+
+
+# --- a default that differs per row: pt-osc copies it -------------------------------------------------
+
+def test_a_random_default_is_copied_by_ptosc_not_applied_instantly(env):
+    env.primary.execute(f"INSERT INTO {q(env.database)}.t (name, amount, created) "
+                        f"SELECT CONCAT('more-', seq), seq, '2020-01-01' FROM {q(env.database)}.seq_1_to_3000")
+    assert env.primary.query(f"SELECT COUNT(*) FROM {q(env.database)}.t")[0][0] == 5000
+    payload = env.create("ALTER TABLE t ADD COLUMN shard TINYINT NOT NULL DEFAULT (FLOOR(RAND()*16))")
+    detected = env.detect(payload)
+    assert detected["instant_ddl"] is False and "RAND" in detected["instant_ddl_reason"], detected
+    assert env.copy(env.to_copy(payload))["copy_outcome"] == "copied"
+    run = run_dag("shift_test_rename", env.to_rename(payload["id"]))
+    assert str(run.state) == "success", task_states(run)
+    assert env.api.migration(payload["id"])["status"] == 8
+    distinct = env.primary.query(f"SELECT COUNT(DISTINCT shard) FROM {q(env.database)}.t")[0][0]
+    assert distinct > 1, "every row got the one value of an instant ALTER"
+    assert triggers_on(env.primary, env.database) == []
+
+
+# --- table options: AUTO_INCREMENT on both paths -------------------------------------------------------
+
+@pytest.mark.parametrize("prefer_instant", ["true", "false"])
+def test_auto_increment_is_applied_on_both_paths(env, prefer_instant):
+    payload = env.create("ALTER TABLE t AUTO_INCREMENT=5000",
+                         custom_options={"prefer_instant_ddl": prefer_instant, "recursion_method": "none"})
+    assert env.detect(payload)["instant_ddl"] is (prefer_instant == "true")
+    copied = env.copy(env.to_copy(payload))
+    assert copied["copy_outcome"] == ("instant" if prefer_instant == "true" else "copied")
+    run = run_dag("shift_test_rename", env.to_rename(payload["id"]))
+    assert str(run.state) == "success", (task_states(run), env.api.migration(payload["id"]))
+    assert env.api.migration(payload["id"])["status"] == 8
+    # The final insert is the first row after the ALTER: it got the counter the ALTER set.
+    assert env.primary.query(f"SELECT id FROM {q(env.database)}.t WHERE name = 'final-insert'") == [(5000,)]
+    assert triggers_on(env.primary, env.database) == [] and tables_in(env.primary, env.database) == ["t"]

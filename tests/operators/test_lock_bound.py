@@ -102,3 +102,4 @@ def test_one_definition_of_retryable_mysql_errors():
     for code in (2002, 2006, 2013, 2055, 1927):
         assert classify(MySQLdb.OperationalError(code, "gone")) == ErrorKind.CONNECTION
     assert classify(MySQLdb.OperationalError(1054, "Unknown column")) == ErrorKind.STATEMENT
+    assert classify(MySQLdb.OperationalError(4161, "Unknown data type")) == ErrorKind.STATEMENT  # MariaDB 4xxx
