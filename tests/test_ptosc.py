@@ -110,6 +110,18 @@ def test_failure_reason_is_the_tools_reason_line_not_its_last_lines():
     assert ptosc.annotated("Copied rows OK.") == "Copied rows OK."
 
 
+def test_nocheckalter_is_honoured_by_the_dry_run_and_unique_keys_are_checked_by_the_runner(tmp_path):
+    settings = Settings(pt_osc_path="/usr/bin/pt-online-schema-change")
+
+    def argv(runtype, mode):
+        return ptosc.build_command(migration(runtype=runtype), settings, tmp_path / "c.cnf", mode).argv
+
+    assert "--nocheck-alter" in argv(4, ptosc.Mode.DRY_RUN) and "--nocheck-alter" in argv(4, ptosc.Mode.EXECUTE)
+    assert "--nocheck-alter" in argv(5, ptosc.Mode.DRY_RUN)  # "maybe nocheckalter": prepare tries it that way
+    assert "--nocheck-alter" not in argv(5, ptosc.Mode.EXECUTE) and "--nocheck-alter" not in argv(1, ptosc.Mode.DRY_RUN)
+    assert "--no-check-unique-key-change" in argv(1, ptosc.Mode.EXECUTE)
+
+
 # -- the child process group ---------------------------------------------------------------------
 
 def test_child_output_streams_line_by_line_from_both_pipes():

@@ -135,10 +135,14 @@ def build_command(migration: Migration, settings: Settings, defaults_file: Path,
             f"--set-vars={SET_VARS}",
         ]
     # pt-osc talks latin1 unless told; a database named in UTF-8 is then "unknown".
-    argv += ["--charset=utf8mb4", "--alter", alter_clause(migration)]
+    # The runner proves a new unique key's data unique itself (unique_keys), at prepare, before the
+    # copy and before the swap; pt-osc's own guard refuses every such ALTER, unique data included.
+    argv += ["--charset=utf8mb4", "--no-check-unique-key-change", "--alter", alter_clause(migration)]
     if options.recursion_method:
         argv.append(f"--recursion-method={options.recursion_method}")
-    if migration.runtype == RunType.NOCHECKALTER:
+    # A migration filed as "maybe nocheckalter" is dry-run that way at prepare, before a human decides.
+    if migration.runtype == RunType.NOCHECKALTER or (mode == Mode.DRY_RUN
+                                                     and migration.runtype == RunType.MAYBE_NOCHECKALTER):
         argv.append("--nocheck-alter")
     if mode == Mode.DRY_RUN:
         argv.append("--dry-run")

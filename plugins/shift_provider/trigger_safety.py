@@ -16,8 +16,10 @@ first few rows that do not fit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from shift_provider import bounded_ddl
@@ -77,9 +79,11 @@ def scratch_name(migration: Migration) -> str:
     return f"_trigger_check_{migration.id}_{digest}"
 
 
-def altered_columns(hook, migration: Migration, clause: str) -> dict[str, Column] | None:
-    """The columns the ALTER gives the table, from an empty copy; None when the ALTER cannot run on one
-    (the dry run then says why)."""
+@contextlib.contextmanager
+def altered_copy(hook, migration: Migration, clause: str) -> Iterator[str | None]:
+    """An empty copy of the table with the ALTER applied, in the bookkeeping database (its name), dropped
+    afterwards; None when the ALTER cannot run on it (the dry run then says why). The live table is
+    only read (CREATE TABLE ... LIKE)."""
     scratch = scratch_name(migration)
     conn = hook.get_conn()
     try:
@@ -94,13 +98,21 @@ def altered_columns(hook, migration: Migration, clause: str) -> dict[str, Column
             except Exception as exc:
                 if bounded_ddl.classify(exc) == bounded_ddl.ErrorKind.CONNECTION:
                     raise
-                return None
+                cur.execute(f"DROP TABLE IF EXISTS {qualified(BOOKKEEPING_DB, scratch)}")
+                yield None
+                return
             try:
-                return columns(hook, BOOKKEEPING_DB, scratch)
+                yield scratch
             finally:
                 cur.execute(f"DROP TABLE IF EXISTS {qualified(BOOKKEEPING_DB, scratch)}")
     finally:
         conn.close()
+
+
+def altered_columns(hook, migration: Migration, clause: str) -> dict[str, Column] | None:
+    """The columns the ALTER gives the table, from an empty copy; None when the ALTER cannot run on one."""
+    with altered_copy(hook, migration, clause) as scratch:
+        return None if scratch is None else columns(hook, BOOKKEEPING_DB, scratch)
 
 
 def _int_range(column: Column) -> tuple[int, int] | None:

@@ -259,3 +259,43 @@ def test_prepare_accepts_a_narrowing_the_data_fits(env):
     conf = env.claim("ALTER TABLE t MODIFY name VARCHAR(8) NOT NULL, MODIFY amount SMALLINT NOT NULL")
     run = run_dag("shift_test_dry_run", conf)
     assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])
+
+
+# --- new unique / primary keys: the runner checks the data itself ------------------------------------
+
+@pytest.mark.parametrize("ddl", ["ALTER TABLE t ADD UNIQUE KEY uname (name)",
+                                 "ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (id, amount)"])
+def test_a_new_unique_key_on_unique_data_passes_prepare(env, ddl):
+    create_sample_table(env.primary, env.database, "t", 300)
+    conf = env.claim(ddl)
+    run = run_dag("shift_test_dry_run", conf)
+    assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])
+
+
+def test_a_new_unique_key_over_duplicates_is_refused_naming_them(env):
+    create_sample_table(env.primary, env.database, "t", 300)  # amount = seq % 1000: 1..300, unique so far
+    env.primary.execute(f"UPDATE {q(env.database)}.t SET amount = 900 WHERE id IN (1, 2, 3)")
+    conf = env.claim("ALTER TABLE t ADD UNIQUE KEY uamount (amount)")
+    run = run_dag("shift_test_dry_run", conf)
+    assert task_states(run) == {"dry_run": "failed"}
+    message = failed_in_shift(env, conf["id"])
+    assert "the new unique key `uamount` (amount) is not unique" in message and "900 (3 rows)" in message, message
+
+
+# --- foreign keys: refused unless the settings allow them ----------------------------------------------
+
+def test_foreign_keys_are_refused_by_default_and_allowed_by_the_setting(env, shift_settings):
+    db = q(env.database)
+    env.primary.execute(f"CREATE TABLE {db}.parent (id INT PRIMARY KEY)",
+                        f"CREATE TABLE {db}.child (id INT PRIMARY KEY, pid INT, "
+                        f"CONSTRAINT test_fk FOREIGN KEY (pid) REFERENCES {db}.parent (id))")
+    for table in ("child", "parent"):
+        conf = env.claim(f"ALTER TABLE {table} ADD COLUMN note INT NULL")
+        run = run_dag("shift_test_dry_run", conf)
+        assert task_states(run) == {"dry_run": "failed"}
+        message = failed_in_shift(env, conf["id"])
+        assert "foreign keys `test_fk`" in message and "allow_foreign_keys" in message, message
+    shift_settings(allow_foreign_keys=True)
+    conf = env.claim("ALTER TABLE child ADD COLUMN note INT NULL")
+    run = run_dag("shift_test_dry_run", conf)
+    assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])

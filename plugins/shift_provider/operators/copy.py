@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import bounded_ddl, ptosc, schema_ops
+from shift_provider import bounded_ddl, ptosc, schema_ops, unique_keys
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
@@ -185,6 +185,7 @@ class CopyRun:
             self.open_log()
             self.load_state()
             self.refuse_foreign_triggers()
+            unique_keys.check(self.hook, m, ptosc.alter_clause(m), self.log, "before the copy")
             self.clean_earlier_attempt()
             with self.hook.defaults_file() as defaults_file:
                 command = ptosc.build_command(m, self.settings, defaults_file, ptosc.Mode.EXECUTE,

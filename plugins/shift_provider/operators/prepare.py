@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shift_provider import instant_ddl, ptosc, schema_ops, trigger_safety
+from shift_provider import foreign_keys, instant_ddl, ptosc, schema_ops, trigger_safety, unique_keys
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import check_shape, try_in_rolled_back_transaction
@@ -178,10 +178,15 @@ class DryRunOperator(ShiftMigrationOperator):
     def check_trigger_safety(self, migration: Migration) -> None:
         """Refuse, before any trigger exists, an ALTER whose new table would refuse the application's
         writes that pt-osc's triggers copy into it (see ``trigger_safety``)."""
-        found = trigger_safety.problems(self.cluster(migration), migration, ptosc.alter_clause(migration), self.log)
+        hook, clause = self.cluster(migration), ptosc.alter_clause(migration)
+        refused = foreign_keys.refusal(hook, migration.database, migration.table, clause)
+        if refused and not self.settings.allow_foreign_keys:
+            raise MigrationStepError(refused)
+        found = trigger_safety.problems(hook, migration, clause, self.log)
         if found:
             raise MigrationStepError("refusing this ALTER: " + "; ".join(found))
         self.log.info("pt-osc's triggers can apply the application's writes to the new table")
+        unique_keys.check(hook, migration, clause, self.log, "at prepare")
 
     def ptosc_dry_run(self, migration: Migration) -> None:
         """The real pt-osc --dry-run; credentials in the 0600 defaults file, passed first."""

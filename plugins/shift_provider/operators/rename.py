@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shift_provider import final_insert, instant_ddl, rename_steps, schema_ops
+from shift_provider import final_insert, instant_ddl, rename_steps, schema_ops, unique_keys
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
@@ -136,6 +136,8 @@ class RenameOperator(ShiftMigrationOperator):
                           state.new_table, table, state.old_table)
         else:
             try:
+                # Writes during the copy may have added duplicates of a new unique key (REPLACE dropped them).
+                unique_keys.check(hook, migration, alter_clause(migration), self.log, "before the swap")
                 verified = rename_steps.verify_new_table(
                     hook, db, table, state.new_table, self.expected, exact_max_rows=self.exact_count_max_rows,
                     bound=LockBound.of(self.settings), log=self.log)
