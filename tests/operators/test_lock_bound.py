@@ -103,3 +103,55 @@ def test_one_definition_of_retryable_mysql_errors():
         assert classify(MySQLdb.OperationalError(code, "gone")) == ErrorKind.CONNECTION
     assert classify(MySQLdb.OperationalError(1054, "Unknown column")) == ErrorKind.STATEMENT
     assert classify(MySQLdb.OperationalError(4161, "Unknown data type")) == ErrorKind.STATEMENT  # MariaDB 4xxx
+
+
+def test_resumed_copy_cleanup_gives_up_within_the_bound_behind_a_reader_and_a_resume_finishes(
+        copy_env, shift_api, primary, database, shift_settings, ptosc):
+    """The restart cleanup of a copy (an earlier attempt's triggers) is bounded like every other DDL."""
+    import subprocess
+
+    from shift_provider import ptosc as ptosc_module
+    from shift_provider.hooks.cluster import ShiftClusterHook
+    from shift_provider.models import Migration
+
+    settings = shift_settings(pt_osc_path=ptosc[0], rename_lock_wait_timeout=BOUND.timeout,
+                              rename_retries=BOUND.retries)
+    create_sample_table(primary, database, "t", 2000)
+    conf = start_copy(shift_api, database, "t")
+    mid = conf["id"]
+    # An earlier attempt's leftovers, as a copy lost with its worker leaves them: the real pt-osc's.
+    migration = Migration.from_payload(conf)
+    hook = ShiftClusterHook(migration, settings)
+    with hook.defaults_file() as defaults:
+        command = ptosc_module.build_command(migration, settings, defaults, ptosc_module.Mode.EXECUTE)
+        assert subprocess.run(command.argv, capture_output=True, timeout=120).returncode == 0
+    assert len(triggers_on(primary, database, "t")) == 3
+
+    writer = BackgroundWriter(primary, database, "t").start()
+    reader = Reader(primary, database, "t")
+    reader.start()
+    try:
+        assert reader.holding.wait(10)
+        time.sleep(0.5)
+        started = time.monotonic()
+        run = run_dag(COPY_DAG, conf)
+        elapsed = time.monotonic() - started
+    finally:
+        reader.release.set()
+        reader.join(10)
+    try:
+        assert task_states(run) == {"copy": "failed"}
+        assert elapsed < BOUND.worst_case_seconds + 20, f"the copy took {elapsed:.1f}s"
+        assert writer.max_latency < BOUND.timeout + MARGIN, \
+            f"an application write waited {writer.max_latency:.1f}s (bound {BOUND.timeout}s)"
+        migration_now = shift_api.migration(mid)
+        assert migration_now["status"] == Status.ERROR  # resumable
+        assert "did not get its metadata lock" in migration_now["error_message"]
+        # The reader ended: a human resumes, the copy cleans up and copies again.
+        assert shift_api.human("resume", mid).status_code == 200
+        run = run_dag(COPY_DAG, claim(shift_api, mid))
+        assert task_states(run) == {"copy": "success"}
+        assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    finally:
+        writer.stop()
+    assert writer.max_latency < BOUND.timeout + MARGIN
