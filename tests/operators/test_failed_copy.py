@@ -42,3 +42,16 @@ def test_a_failed_copy_removes_its_triggers_and_says_why(copy_env, shift_api, pr
     assert "not swapped yet: the rename step does that" in local_log(copy_env, conf["id"])
     assert "triggers" in shift_log(shift_api, conf["id"])
     assert state_of(shift_api, conf["id"]).triggers == []
+
+
+def test_duplicates_of_a_new_unique_key_refuse_the_copy_before_pt_osc(copy_env, shift_api, primary, database):
+    """Duplicates written after prepare: the copy checks again, before any trigger exists."""
+    create_sample_table(primary, database, "t", 3000)  # amount = seq % 1000: every value three times
+    conf = start_copy(shift_api, database, "t", ddl="ALTER TABLE t ADD UNIQUE KEY uamount (amount)")
+    run = run_dag(COPY_DAG, conf)
+    assert task_states(run) == {"copy": "failed"}
+    migration = shift_api.migration(conf["id"])
+    assert migration["status"] == Status.ERROR
+    assert "before the copy" in migration["error_message"] and "(3 rows)" in migration["error_message"]
+    assert triggers_on(primary, database) == []
+    application_insert(primary, database)

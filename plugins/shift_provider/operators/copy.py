@@ -185,8 +185,8 @@ class CopyRun:
             self.open_log()
             self.load_state()
             self.refuse_foreign_triggers()
+            self.clean_earlier_attempt()  # first: a refusal below must not leave an earlier attempt's triggers
             unique_keys.check(self.hook, m, ptosc.alter_clause(m), self.log, "before the copy")
-            self.clean_earlier_attempt()
             with self.hook.defaults_file() as defaults_file:
                 command = ptosc.build_command(m, self.settings, defaults_file, ptosc.Mode.EXECUTE,
                                               progress_interval=self.settings.progress_interval)
