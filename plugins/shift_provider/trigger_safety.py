@@ -143,14 +143,31 @@ def misfit_condition(old: Column, new: Column) -> str | None:
     return " OR ".join(conditions) or None
 
 
+QUERY_TIMEOUT_ERRORS = (1969, 3024)  # ER_STATEMENT_TIMEOUT (MariaDB), ER_QUERY_TIMEOUT (MySQL)
+ER_PARSE_ERROR = 1064
+
+
+def bounded_select(hook, select_rest: str, seconds: int) -> list[tuple]:
+    """``SELECT <select_rest>`` stopped by the server after ``seconds`` (raises a 1969/3024 error then).
+
+    MariaDB: ``SET STATEMENT max_statement_time``; MySQL, which does not parse that: the
+    ``MAX_EXECUTION_TIME`` optimizer hint.
+    """
+    try:
+        return hook.get_records(f"SET STATEMENT max_statement_time = {int(seconds)} FOR SELECT {select_rest}")
+    except Exception as exc:
+        if bounded_ddl.error_code(exc) != ER_PARSE_ERROR:
+            raise
+    return hook.get_records(f"SELECT /*+ MAX_EXECUTION_TIME({int(seconds) * 1000}) */ {select_rest}")
+
+
 def misfits(hook, database: str, table: str, column: str, condition: str) -> list | None:
     """Up to SAMPLES values of ``column`` matching ``condition``; None when the scan ran out of time."""
     try:
-        rows = hook.get_records(
-            f"SET STATEMENT max_statement_time = {DATA_CHECK_SECONDS} FOR SELECT {quote_ident(column)} "
-            f"FROM {qualified(database, table)} WHERE {condition} LIMIT {SAMPLES}")
+        rows = bounded_select(hook, f"{quote_ident(column)} FROM {qualified(database, table)} WHERE {condition} "
+                                    f"LIMIT {SAMPLES}", DATA_CHECK_SECONDS)
     except Exception as exc:
-        if bounded_ddl.error_code(exc) in (1969, 3024):  # ER_STATEMENT_TIMEOUT (MariaDB), ER_QUERY_TIMEOUT (MySQL)
+        if bounded_ddl.error_code(exc) in QUERY_TIMEOUT_ERRORS:
             return None
         raise
     return [r[0] for r in rows]

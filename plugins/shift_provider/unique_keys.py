@@ -16,7 +16,7 @@ from shift_provider.exceptions import MigrationStepError, ShiftError
 from shift_provider.final_insert import BOOKKEEPING_DB
 from shift_provider.models import Migration
 from shift_provider.sql import qualified, quote_ident
-from shift_provider.trigger_safety import altered_copy, renamed_columns
+from shift_provider.trigger_safety import QUERY_TIMEOUT_ERRORS, altered_copy, bounded_select, renamed_columns
 
 CHECK_SECONDS = 300  # one GROUP BY per new key
 SAMPLES = 3
@@ -62,12 +62,11 @@ def duplicates(hook, database: str, table: str, cols: tuple[str, ...]) -> list[t
     names = ", ".join(quote_ident(c) for c in cols)
     not_null = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in cols)
     try:
-        return [tuple(r) for r in hook.get_records(
-            f"SET STATEMENT max_statement_time = {CHECK_SECONDS} FOR SELECT {names}, COUNT(*) "
-            f"FROM {qualified(database, table)} WHERE {not_null} GROUP BY {names} HAVING COUNT(*) > 1 "
-            f"LIMIT {SAMPLES}")]
+        return [tuple(r) for r in bounded_select(
+            hook, f"{names}, COUNT(*) FROM {qualified(database, table)} WHERE {not_null} GROUP BY {names} "
+                  f"HAVING COUNT(*) > 1 LIMIT {SAMPLES}", CHECK_SECONDS)]
     except Exception as exc:
-        if bounded_ddl.error_code(exc) in (1969, 3024):  # statement time ran out (MariaDB, MySQL)
+        if bounded_ddl.error_code(exc) in QUERY_TIMEOUT_ERRORS:
             raise UniquenessUnknown(f"checking that `{database}`.`{table}` ({', '.join(cols)}) is unique took "
                                     f"more than {CHECK_SECONDS}s; retry when the server is less busy") from None
         raise
