@@ -234,10 +234,11 @@ def test_a_random_default_is_copied_by_ptosc_not_applied_instantly(env):
 
 # --- table options: AUTO_INCREMENT on both paths -------------------------------------------------------
 
+@pytest.mark.parametrize("ddl, comment", [("ALTER TABLE t AUTO_INCREMENT=5000", ""),
+                                          ("ALTER TABLE t COMMENT='orders v2', AUTO_INCREMENT=5000", "orders v2")])
 @pytest.mark.parametrize("prefer_instant", ["true", "false"])
-def test_auto_increment_is_applied_on_both_paths(env, prefer_instant):
-    payload = env.create("ALTER TABLE t AUTO_INCREMENT=5000",
-                         custom_options={"prefer_instant_ddl": prefer_instant, "recursion_method": "none"})
+def test_auto_increment_is_applied_on_both_paths(env, prefer_instant, ddl, comment):
+    payload = env.create(ddl, custom_options={"prefer_instant_ddl": prefer_instant, "recursion_method": "none"})
     assert env.detect(payload)["instant_ddl"] is (prefer_instant == "true")
     copied = env.copy(env.to_copy(payload))
     assert copied["copy_outcome"] == ("instant" if prefer_instant == "true" else "copied")
@@ -246,6 +247,8 @@ def test_auto_increment_is_applied_on_both_paths(env, prefer_instant):
     assert env.api.migration(payload["id"])["status"] == 8
     # The final insert is the first row after the ALTER: it got the counter the ALTER set.
     assert env.primary.query(f"SELECT id FROM {q(env.database)}.t WHERE name = 'final-insert'") == [(5000,)]
+    assert env.primary.query("SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                             "AND TABLE_NAME='t'", (env.database,)) == [(comment,)]
     assert triggers_on(env.primary, env.database) == [] and tables_in(env.primary, env.database) == ["t"]
 
 
