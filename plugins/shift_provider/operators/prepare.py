@@ -17,7 +17,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shift_provider import foreign_keys, instant_ddl, ptosc, schema_ops, trigger_safety, unique_keys
+from shift_provider import bounded_ddl, foreign_keys, instant_ddl, ptosc, schema_ops, trigger_safety, unique_keys
+from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import check_shape, try_in_rolled_back_transaction
@@ -141,9 +142,15 @@ class DryRunOperator(ShiftMigrationOperator):
             )
         kind = "VIEW" if migration.mode == Mode.VIEW else "TABLE"
         self.log.info("creating %s to validate the DDL: %s", describe(migration), migration.ddl_statement)
+        bound = LockBound.of(self.settings)  # a CREATE ... REFERENCES locks the live parent table
         try:
-            hook.run(migration.ddl_statement)
+            bounded_ddl.run(hook, [migration.ddl_statement], bound, f"the validation CREATE of {describe(migration)}",
+                            self.log)
+        except bounded_ddl.LockBoundExceeded:
+            raise
         except Exception as exc:
+            if bounded_ddl.classify(exc) == bounded_ddl.ErrorKind.CONNECTION:
+                raise
             raise MigrationStepError(f"ddl_statement fails on the database: {exc}") from None
         try:
             made = schema_ops.object_type(hook, migration.database, migration.table)
@@ -155,7 +162,8 @@ class DryRunOperator(ShiftMigrationOperator):
                 try_in_rolled_back_transaction(hook, migration.final_insert_sql)
                 self.log.info("final insert succeeded against the new %s (rolled back)", kind.lower())
         finally:
-            hook.run(f"DROP {kind} IF EXISTS {qualified(migration.database, migration.table)}")
+            bounded_ddl.run(hook, [f"DROP {kind} IF EXISTS {qualified(migration.database, migration.table)}"],
+                            bound, f"the drop of the validation {kind.lower()} {describe(migration)}", self.log)
         if schema_ops.object_type(hook, migration.database, migration.table) is not None:
             raise MigrationStepError(f"could not drop the validation {kind.lower()} {describe(migration)}")
         self.log.info("DDL is valid: %s created and dropped again, nothing left behind", describe(migration))
