@@ -156,6 +156,12 @@ def build_command(migration: Migration, settings: Settings, defaults_file: Path,
     return Command(argv=argv, new_table=new_table)
 
 
+def check_runnable(migration: Migration, settings: Settings) -> None:
+    """Raise now what ``build_command`` would refuse (DSN values, config_path, the ALTER clause), so a
+    migration pt-osc can never run is refused before any SQL reaches the server."""
+    build_command(migration, settings, Path("defaults.cnf"), Mode.DRY_RUN)
+
+
 def version(pt_osc_path: str) -> str:
     """pt-osc's version string, e.g. '3.2.1'."""
     out = subprocess.run([pt_osc_path, "--version"], capture_output=True, text=True, timeout=60).stdout

@@ -186,6 +186,7 @@ class DryRunOperator(ShiftMigrationOperator):
     def check_trigger_safety(self, migration: Migration) -> None:
         """Refuse, before any trigger exists, an ALTER whose new table would refuse the application's
         writes that pt-osc's triggers copy into it (see ``trigger_safety``)."""
+        ptosc.check_runnable(migration, self.settings)  # refusals that need no SQL come first
         hook, clause = self.cluster(migration), ptosc.alter_clause(migration)
         refused = foreign_keys.refusal(hook, migration.database, migration.table, clause)
         if refused and not self.settings.allow_foreign_keys:
