@@ -112,6 +112,41 @@ def test_failure_is_reported_in_the_tools_own_words():
     assert ptosc.failure_message(-9, []) == "pt-online-schema-change exited -9 (killed by SIGKILL)"
 
 
+def test_failure_reason_is_the_tools_reason_line_not_its_last_lines():
+    """pt-osc 3.2.1's real output for a copy that hit warning 1364: the reason, then its cleanup chatter."""
+    output = ["Created triggers OK.", "Copying rows caused a MySQL error 1364:", "    Level: Warning",
+              "     Code: 1364", "  Message: Field 'region' doesn't have a default value",
+              "    Query: INSERT LOW_PRIORITY IGNORE INTO `d`.`_t_new` (`id`) SELECT `id` FROM `d`.`t`",
+              "Not dropping triggers because --no-drop-triggers was specified.  To drop the triggers, execute:",
+              "DROP TRIGGER IF EXISTS `d`.`pt_osc_d_t_del`",
+              "Not dropping the new table `d`.`_t_new` because --no-drop-new-table was specified.  To drop the "
+              "new table, execute:", "DROP TABLE IF EXISTS `d`.`_t_new`;", "`d`.`t` was not altered."]
+    failure = ptosc.diagnose(255, output)
+    assert failure.reasons == ["Copying rows caused a MySQL error 1364:",
+                               "Message: Field 'region' doesn't have a default value"]
+    assert not failure.transient
+    assert ptosc.copy_warning(output[1]) == 1364 and ptosc.copy_warning(output[0]) is None
+    # A Perl die exits with an errno (11, 29 ...), not pt-osc's code 11 "error altering the new table".
+    died = ptosc.diagnose(29, ["Error copying rows: DBD::mysql::st execute failed: Lost connection to MySQL "
+                               "server during query at /usr/bin/pt-online-schema-change line 11360."])
+    assert died.transient and "errno" in died.meaning and died.reasons[0].endswith("during query")
+    assert ptosc.diagnose(18, []).transient
+    assert ptosc.annotated("Successfully altered `d`.`t`.").endswith("not swapped yet: the rename step does that]")
+    assert ptosc.annotated("Copied rows OK.") == "Copied rows OK."
+
+
+def test_nocheckalter_is_honoured_by_the_dry_run_and_unique_keys_are_checked_by_the_runner(tmp_path):
+    settings = Settings(pt_osc_path="/usr/bin/pt-online-schema-change")
+
+    def argv(runtype, mode):
+        return ptosc.build_command(migration(runtype=runtype), settings, tmp_path / "c.cnf", mode).argv
+
+    assert "--nocheck-alter" in argv(4, ptosc.Mode.DRY_RUN) and "--nocheck-alter" in argv(4, ptosc.Mode.EXECUTE)
+    assert "--nocheck-alter" in argv(5, ptosc.Mode.DRY_RUN)  # "maybe nocheckalter": prepare tries it that way
+    assert "--nocheck-alter" not in argv(5, ptosc.Mode.EXECUTE) and "--nocheck-alter" not in argv(1, ptosc.Mode.DRY_RUN)
+    assert "--no-check-unique-key-change" in argv(1, ptosc.Mode.EXECUTE)
+
+
 # -- the child process group ---------------------------------------------------------------------
 
 def test_child_output_streams_line_by_line_from_both_pipes():

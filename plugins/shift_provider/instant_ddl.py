@@ -31,11 +31,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import leftovers, rename_steps
+from shift_provider import bounded_ddl, leftovers, rename_steps
+from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import BOOKKEEPING_DB
 from shift_provider.models import Migration
+from shift_provider.nondeterministic import nondeterministic_default
 from shift_provider.operators.copy import CopyRun
 from shift_provider.ptosc import alter_clause
 from shift_provider.settings import Settings
@@ -45,7 +47,6 @@ from shift_provider.state_file import MigrationState, load_state, save_state
 ER_ALTER_OPERATION_NOT_SUPPORTED = 1845
 ER_ALTER_OPERATION_NOT_SUPPORTED_REASON = 1846
 NOT_INSTANT_ERRORS = frozenset({ER_ALTER_OPERATION_NOT_SUPPORTED, ER_ALTER_OPERATION_NOT_SUPPORTED_REASON})
-CLIENT_ERRORS = 2000  # MySQL client error codes (connection lost, server gone) start here: retryable
 
 XCOM_INSTANT = "instant_ddl"  # prepare: the verdict (bool)
 XCOM_REASON = "instant_ddl_reason"  # prepare: why, in words
@@ -101,12 +102,8 @@ def unprobeable(clause: str) -> str | None:
     return None
 
 
-def _code(exc: BaseException) -> int | None:
-    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-
-
-def _message(exc: BaseException) -> str:
-    return str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+_code = bounded_ddl.error_code
+_message = bounded_ddl.error_text
 
 
 def probe_table(migration: Migration) -> str:
@@ -145,7 +142,7 @@ def probe(hook, migration: Migration, clause: str) -> Verdict:
                     copied = cur.execute(f"ALTER TABLE {scratch} {clause}, ALGORITHM=INSTANT")
                 except Exception as exc:
                     code = _code(exc)
-                    if code is None or code >= CLIENT_ERRORS:
+                    if bounded_ddl.classify(exc) == bounded_ddl.ErrorKind.CONNECTION:
                         raise  # the connection, not the ALTER: a retry may answer
                     if code in NOT_INSTANT_ERRORS:
                         return Verdict(False, f"the server refuses ALGORITHM=INSTANT for it: {_message(exc)}")
@@ -177,6 +174,9 @@ def verdict_for(settings: Settings, hook, migration: Migration) -> Verdict:
     refused = unprobeable(clause)
     if refused:
         return Verdict(False, f"{refused}, so it is not tried with ALGORITHM=INSTANT")
+    varying = nondeterministic_default(clause)
+    if varying:
+        return Verdict(False, varying)
     return probe(hook, migration, clause)
 
 
@@ -267,44 +267,25 @@ def definition_hash(hook, database: str, table: str) -> str:
     return hashlib.sha256(rename_steps.definition(hook, database, table).encode()).hexdigest()
 
 
-def apply_instant(hook, database: str, table: str, clause: str, lock_wait_timeout: int, retries: int,
-                  log) -> tuple[float, int]:
-    """``ALTER TABLE t <clause>, ALGORITHM=INSTANT`` bounded like the swap; (its seconds, the attempt)."""
+def apply_instant(hook, database: str, table: str, clause: str, bound: LockBound, log) -> tuple[float, int]:
+    """``ALTER TABLE t <clause>, ALGORITHM=INSTANT`` under the shared lock bound; (its seconds, the attempt)."""
     statement = f"ALTER TABLE {qualified(database, table)} {clause}, ALGORITHM=INSTANT"
-    attempts = int(retries) + 1
-    blockers = ""
-    conn = hook.get_conn()
-    try:
-        conn.autocommit(True)
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),))
-            for attempt in range(1, attempts + 1):
-                started = time.perf_counter()
-                try:
-                    cur.execute(statement)
-                    return time.perf_counter() - started, attempt
-                except Exception as exc:
-                    code = _code(exc)
-                    if code in NOT_INSTANT_ERRORS:
-                        raise InstantRefused(_message(exc)) from None
-                    if code is None or code >= CLIENT_ERRORS:
-                        raise
-                    if code != rename_steps.ER_LOCK_WAIT_TIMEOUT:
-                        raise MigrationStepError(f"the instant ALTER of `{database}`.`{table}` failed: "
-                                                 f"error {code}: {_message(exc)}") from None
-                    blockers = rename_steps._blockers(cur, lock_wait_timeout)
-                    log.warning("instant ALTER of `%s`.`%s` attempt %d/%d: metadata lock not granted within %ss%s",
-                                database, table, attempt, attempts, lock_wait_timeout,
-                                f" (holders? {blockers})" if blockers else "")
-                    if attempt < attempts:
-                        time.sleep(rename_steps.RENAME_RETRY_PAUSE)
-    finally:
-        conn.close()
-    raise rename_steps.RenameLockTimeout(
-        f"the instant ALTER of `{database}`.`{table}` did not get its metadata lock in {attempts} attempt(s) of "
-        f"lock_wait_timeout={lock_wait_timeout}s (settings rename_lock_wait_timeout, rename_retries): a long "
-        f"query or open transaction holds the table{f' ({blockers})' if blockers else ''}. The table is "
-        "unchanged; retry the rename when it has ended")
+    with bounded_ddl.session(hook, bound) as cur:
+        started = time.perf_counter()
+        try:
+            attempt = bounded_ddl.execute(cur, statement, bound, f"the instant ALTER of `{database}`.`{table}`", log,
+                                          unchanged="the table is unchanged")
+        except bounded_ddl.LockBoundExceeded:
+            raise
+        except Exception as exc:
+            code = _code(exc)
+            if code in NOT_INSTANT_ERRORS:
+                raise InstantRefused(_message(exc)) from None
+            if bounded_ddl.classify(exc) == bounded_ddl.ErrorKind.CONNECTION:
+                raise
+            raise MigrationStepError(f"the instant ALTER of `{database}`.`{table}` failed: "
+                                     f"error {code}: {_message(exc)}") from None
+        return time.perf_counter() - started, attempt
 
 
 class InstantRename:
@@ -342,8 +323,7 @@ class InstantRename:
                     save_state(self.op.api, state)
                 try:
                     seconds, attempt = apply_instant(self.hook, m.database, m.table, clause,
-                                                     settings.rename_lock_wait_timeout, settings.rename_retries,
-                                                     self.log)
+                                                     LockBound.of(settings), self.log)
                 except InstantRefused as exc:
                     return self.copy_inline(f"the server refused ALGORITHM=INSTANT on the live table now ({exc})")
                 _tell_shift(self.op, m.id, f"rename: ALTER TABLE `{m.database}`.`{m.table}` {clause}, "

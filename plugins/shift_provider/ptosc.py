@@ -194,10 +194,14 @@ def build_command(migration: Migration, settings: Settings, defaults_file: Path,
             f"--set-vars={SET_VARS}",
         ]
     # pt-osc talks latin1 unless told; a database named in UTF-8 is then "unknown".
-    argv += ["--charset=utf8mb4", "--alter", alter_clause(migration)]
+    # The runner proves a new unique key's data unique itself (unique_keys), at prepare, before the
+    # copy and before the swap; pt-osc's own guard refuses every such ALTER, unique data included.
+    argv += ["--charset=utf8mb4", "--no-check-unique-key-change", "--alter", alter_clause(migration)]
     if options.recursion_method:
         argv.append(f"--recursion-method={options.recursion_method}")
-    if migration.runtype == RunType.NOCHECKALTER:
+    # A migration filed as "maybe nocheckalter" is dry-run that way at prepare, before a human decides.
+    if migration.runtype == RunType.NOCHECKALTER or (mode == Mode.DRY_RUN
+                                                     and migration.runtype == RunType.MAYBE_NOCHECKALTER):
         argv.append("--nocheck-alter")
     if mode == Mode.DRY_RUN:
         argv.append("--dry-run")
@@ -209,6 +213,12 @@ def build_command(migration: Migration, settings: Settings, defaults_file: Path,
     argv += list(settings.ptosc_extra_args) + list(extra_args or [])
     argv.append(dsn(migration, defaults_file))
     return Command(argv=argv, new_table=new_table)
+
+
+def check_runnable(migration: Migration, settings: Settings) -> None:
+    """Raise now what ``build_command`` would refuse (DSN values, config_path, the ALTER clause), so a
+    migration pt-osc can never run is refused before any SQL reaches the server."""
+    build_command(migration, settings, Path("defaults.cnf"), Mode.DRY_RUN)
 
 
 def version(pt_osc_path: str) -> str:
@@ -275,18 +285,103 @@ def parse_line(line: str) -> OutputEvent:
     return OutputEvent(EventKind.OTHER, text)
 
 
-def failure_message(exit_code: int, stderr_tail: list[str]) -> str:
-    """The tool's own words first, then what the exit code means."""
+# Exit codes that say the server or the link failed, not the migration: a retry may succeed.
+TRANSIENT_EXITS = frozenset({18, 19})
+# pt-osc's words for the same (it often exits 255 or 11 after them).
+_TRANSIENT = re.compile(r"Lost connection to (MySQL|MariaDB) server|MySQL server has gone away|Can't connect to "
+                        r"|Server shutdown in progress|Connection was killed|Deadlock found when trying to get lock",
+                        re.IGNORECASE)
+# Lines that state why pt-osc failed (the DBD error, its own refusals), as opposed to its chatter.
+_REASON = re.compile(r"^Message: |\b(error|failed|cannot|can't|could not|does not|doesn't|not supported|unsupported|refus"
+                     r"|invalid|unknown|must|required|aborting|duplicate|truncated|too long|out of range"
+                     r"|has triggers|no (primary|unique))\b|^DBD::|^Error ", re.IGNORECASE)
+# pt-osc's own lines that state no reason, even when they say "not" (the cleanup it skipped as told).
+_CHATTER = re.compile(r"^(Not dropping|No more warnings about|Level: |Code: |Query: |To drop the new table|DROP TABLE IF EXISTS|Dropping |Dropped |"
+                      r"`[^`]+`\.`[^`]+` was not altered|Altering |Creating |Created |Copying approximately|"
+                      r"Operation, tries, wait|No slaves found|\s+\w+, \d+, \d)")
+# The copy (INSERT IGNORE ... SELECT) raised a warning: rows were skipped or changed (truncated, defaulted,
+# dropped as duplicates). pt-osc still exits 0; the shadow table does not hold the original's data.
+_COPY_WARNING = re.compile(r"^Copying rows caused a MySQL error (\d+)")
+# pt-osc lines a DBA reads as "done" or "drop this" while the copy has only stopped before the swap.
+_MISLEADING = re.compile(r"^Successfully altered |To drop the new table, execute:|^DROP TABLE IF EXISTS ")
+NOT_SWAPPED_NOTE = "  [shift: not swapped yet: the rename step does that]"
+_TOOL_LINE = re.compile(r"\s+at \S*pt-online-schema-change line \d+\.?$")
+REASON_MAX_CHARS = 1500
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a pt-osc run failed: its own reason line(s), and whether a retry may simply succeed."""
+
+    exit_code: int | None
+    meaning: str
+    reasons: list[str]
+    transient: bool
+
+    @property
+    def message(self) -> str:
+        text = f"pt-online-schema-change exited {self.exit_code} ({self.meaning})"
+        if self.reasons:
+            text += ": " + " | ".join(self.reasons)
+        return text[:REASON_MAX_CHARS]
+
+
+def exit_meaning(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "no exit code"
     if exit_code < 0:  # subprocess reports death by signal N as -N
         try:
-            meaning = f"killed by {signal.Signals(-exit_code).name}"
+            return f"killed by {signal.Signals(-exit_code).name}"
         except ValueError:
-            meaning = f"killed by signal {-exit_code}"
-    else:
-        meaning = EXIT_CODES.get(exit_code, "unknown error")
-    lines = [line for line in stderr_tail if line.strip() and parse_line(line).kind == EventKind.OTHER]
-    tool_says = " ".join(lines[-5:]).strip()
-    return f"pt-online-schema-change exited {exit_code} ({meaning})" + (f": {tool_says}" if tool_says else "")
+            return f"killed by signal {-exit_code}"
+    return EXIT_CODES.get(exit_code, "unknown error")
+
+
+def reason_lines(lines: list[str]) -> list[str]:
+    """pt-osc's reason for failing, from its output: the lines that state an error, without its chatter.
+
+    Its last lines are the cleanup it skipped ("Not dropping ...", "To drop the new table,
+    execute: ..."), which say nothing about why; the reason comes before them. When no line
+    reads like a reason, the last lines that are not chatter stand in.
+    """
+    kept = [_TOOL_LINE.sub("", line.strip()) for line in lines
+            if line.strip() and parse_line(line).kind == EventKind.OTHER and not _CHATTER.match(line.strip())]
+    reasons = [line for line in kept if _REASON.search(line)]
+    chosen = reasons or kept[-3:]
+    unique: list[str] = []
+    for line in chosen:
+        if line not in unique:
+            unique.append(line)
+    return unique[-4:]
+
+
+def diagnose(exit_code: int | None, lines: list[str]) -> Failure:
+    """Classify a failed run from pt-osc's messages, not its exit code alone (11 and 29 carry many causes)."""
+    reasons = reason_lines(lines)
+    transient = (exit_code in TRANSIENT_EXITS) or any(_TRANSIENT.search(line) for line in lines[-30:])
+    meaning = exit_meaning(exit_code)
+    if exit_code and exit_code > 0 and any(_TOOL_LINE.search(line) for line in lines[-30:]):
+        # A Perl die (its message ends "at .../pt-online-schema-change line N"): Perl exits with the
+        # errno of the moment (11, 29 ...), which is not one of pt-osc's codes.
+        meaning = "the tool died; the exit code is an errno, not one of pt-osc's codes"
+    return Failure(exit_code, meaning, reasons, transient)
+
+
+def failure_message(exit_code: int, lines: list[str]) -> str:
+    """The tool's own reason, then what the exit code means (the full output stays in the shift log)."""
+    return diagnose(exit_code, lines).message
+
+
+def copy_warning(line: str) -> int | None:
+    """The MySQL error number when this line says the row copy raised a warning (data not copied as is)."""
+    match = _COPY_WARNING.match(line.strip())
+    return int(match.group(1)) if match else None
+
+
+def annotated(line: str) -> str:
+    """A copy-log line, with a note when pt-osc's words would make a DBA think the table is swapped or
+    the new table is garbage (it stops before the swap on purpose: the rename step swaps)."""
+    return line + NOT_SWAPPED_NOTE if _MISLEADING.search(line.strip()) else line
 
 
 def is_clean_stderr_end(last_line: str | None) -> bool:

@@ -10,12 +10,12 @@ failure at any point: no second swap, no lost table.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from enum import Enum
 
-from shift_provider import schema_ops, statement_log
-from shift_provider.exceptions import MigrationStepError, ShiftError
+from shift_provider import bounded_ddl, schema_ops, statement_log
+from shift_provider.bounded_ddl import LockBound, LockBoundExceeded
+from shift_provider.exceptions import MigrationStepError
 from shift_provider.settings import Settings
 from shift_provider.sql import qualified, quote_ident, tokenize
 
@@ -27,18 +27,16 @@ EXACT_COUNT_MAX_ROWS = 1_000_000
 # is empty or far from copied: |new - original| <= max(50% of original, 1000 rows).
 ESTIMATE_TOLERANCE = 0.5
 ESTIMATE_SLACK_ROWS = 1000
-# Between two RENAME attempts, let the queries that queued behind our metadata-lock request run.
-RENAME_RETRY_PAUSE = 0.5
-ER_LOCK_WAIT_TIMEOUT = 1205
-# ALTER specifications that rebuild the table without changing its definition (so "differs" cannot hold).
-_REBUILD_WORDS = frozenset({"ENGINE", "FORCE", "ALGORITHM", "LOCK"})
+# ALTER specifications that rebuild the table without changing its definition, or change only what
+# ``definition`` leaves out (the AUTO_INCREMENT counter), so "differs" cannot hold.
+_REBUILD_WORDS = frozenset({"ENGINE", "FORCE", "ALGORITHM", "LOCK", "AUTO_INCREMENT"})
 _INDEX_WORDS = frozenset({"INDEX", "KEY"})
 _NOT_A_COLUMN = frozenset({"INDEX", "KEY", "UNIQUE", "FULLTEXT", "SPATIAL", "PRIMARY", "CONSTRAINT", "FOREIGN",
                            "PARTITION", "CHECK", "PERIOD", "SYSTEM", "VECTOR"})
 
 
-class RenameLockTimeout(ShiftError):
-    """The swap could not get its metadata lock within the bound; nothing changed, a retry may work."""
+# The swap's bound running out is the shared one's (kept under this name for the rename's callers).
+RenameLockTimeout = LockBoundExceeded
 
 
 class SwapState(str, Enum):
@@ -225,7 +223,7 @@ def sync_triggers(hook, database: str, table: str, new_table: str) -> dict[str, 
     return {event: name for name, event, body in rows if target in (body or "")}
 
 
-def row_counts(hook, database: str, table: str, new_table: str, exact_max_rows: int, lock_wait_timeout: int,
+def row_counts(hook, database: str, table: str, new_table: str, exact_max_rows: int, bound: LockBound,
                log) -> tuple[int, int, bool]:
     """(original rows, new rows, exact?): COUNT(*) in one snapshot when both are small, estimates otherwise.
 
@@ -234,7 +232,7 @@ def row_counts(hook, database: str, table: str, new_table: str, exact_max_rows: 
     """
     estimates = [schema_ops.table_stats(hook, database, name).table_rows for name in (table, new_table)]
     if max(estimates) > exact_max_rows:
-        analyze(hook, database, [table, new_table], lock_wait_timeout, log)
+        analyze(hook, database, [table, new_table], bound, log)
         estimates = [schema_ops.table_stats(hook, database, name).table_rows for name in (table, new_table)]
         return estimates[0], estimates[1], False
     conn = hook.get_conn()
@@ -252,7 +250,7 @@ def row_counts(hook, database: str, table: str, new_table: str, exact_max_rows: 
 
 
 def verify_new_table(hook, database: str, table: str, new_table: str, expected: Expectations, *,
-                     exact_max_rows: int, lock_wait_timeout: int, log) -> str:
+                     exact_max_rows: int, bound: LockBound, log) -> str:
     """Refuse the swap unless the new table exists, has the new schema, is kept in sync and holds the rows.
 
     Returns a one-line summary for the log.
@@ -273,7 +271,7 @@ def verify_new_table(hook, database: str, table: str, new_table: str, expected: 
         raise MigrationStepError(
             f"refusing to swap: `{database}`.`{table}` has no trigger copying {', '.join(missing)}s into {where}, "
             "so the new table is not kept in sync (writes since the copy would be lost)")
-    original, new, exact = row_counts(hook, database, table, new_table, exact_max_rows, lock_wait_timeout, log)
+    original, new, exact = row_counts(hook, database, table, new_table, exact_max_rows, bound, log)
     if exact and original != new:
         raise MigrationStepError(
             f"refusing to swap: {where} holds {new} rows but `{database}`.`{table}` holds {original} "
@@ -326,59 +324,18 @@ def swap_state(hook, database: str, table: str, new_table: str, old_table: str, 
                              "a human must look")
 
 
-def swap_tables(hook, database: str, table: str, new_table: str, old_table: str, lock_wait_timeout: int,
-                retries: int, log) -> int:
-    """One atomic ``RENAME TABLE t TO old, new TO t``; returns the attempt that succeeded.
+def swap_tables(hook, database: str, table: str, new_table: str, old_table: str, bound: LockBound, log) -> int:
+    """One atomic ``RENAME TABLE t TO old, new TO t`` under the lock bound; returns the attempt that succeeded.
 
-    The RENAME needs an exclusive metadata lock on both tables. While it waits for one (a
-    long query or an open transaction on ``t``), every new query on ``t`` queues behind it,
-    so each attempt waits at most ``lock_wait_timeout`` seconds, and after ``retries``
-    retries we give up with the tables unchanged (RENAME is all or nothing).
+    The RENAME needs an exclusive metadata lock on both tables; while it waits, every new
+    query on ``t`` queues behind it (see ``bounded_ddl``). RENAME is all or nothing, so a
+    bound that runs out leaves the tables unchanged.
     """
     statement = (f"RENAME TABLE {qualified(database, table)} TO {qualified(database, old_table)}, "
                  f"{qualified(database, new_table)} TO {qualified(database, table)}")
-    conn = hook.get_conn()
-    try:
-        conn.autocommit(True)
-        with conn.cursor() as cur:
-            statement_log.execute(cur, "SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),), log=log)
-            attempts = int(retries) + 1
-            for attempt in range(1, attempts + 1):
-                try:
-                    statement_log.execute(cur, statement, log=log)
-                    return attempt
-                except Exception as exc:  # the driver's OperationalError; only a lock wait timeout is retried
-                    if not exc.args or exc.args[0] != ER_LOCK_WAIT_TIMEOUT:
-                        raise
-                    blockers = _blockers(cur, lock_wait_timeout)
-                    log.warning("RENAME of `%s`.`%s` attempt %d/%d: metadata lock not granted within %ss%s",
-                                database, table, attempt, attempts, lock_wait_timeout,
-                                f" (holders? {blockers})" if blockers else "")
-                    if attempt < attempts:
-                        time.sleep(RENAME_RETRY_PAUSE)
-    finally:
-        conn.close()
-    raise RenameLockTimeout(
-        f"RENAME TABLE `{database}`.`{table}` did not get its metadata lock in {attempts} attempt(s) of "
-        f"lock_wait_timeout={lock_wait_timeout}s (settings rename_lock_wait_timeout, rename_retries): a long query "
-        f"or open transaction holds the table{f' ({blockers})' if blockers else ''}. The tables are unchanged; "
-        "retry the rename when it has ended")
-
-
-def _blockers(cur, min_seconds: int) -> str:
-    """Who probably holds the table: the oldest open transactions and long queries (best effort)."""
-    try:
-        cur.execute(
-            "SELECT p.ID, p.USER, p.COMMAND, p.TIME, t.trx_started, LEFT(p.INFO, 80) "
-            "FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t "
-            "ON t.trx_mysql_thread_id = p.ID WHERE p.ID <> CONNECTION_ID() AND (t.trx_id IS NOT NULL "
-            "OR (p.COMMAND = 'Query' AND p.TIME >= %s)) ORDER BY p.TIME DESC LIMIT 3", (int(min_seconds),))
-        rows = cur.fetchall()
-    except Exception:  # describing the blocker must never hide the timeout itself
-        return ""
-    return ", ".join(f"thread {r[0]} user {r[1]} {r[2].lower()} for {r[3]}s"
-                     + (f" in a transaction since {r[4]}" if r[4] else "") + (f": {r[5]}" if r[5] else "")
-                     for r in rows)
+    with bounded_ddl.session(hook, bound, log) as cur:
+        return bounded_ddl.execute(cur, statement, bound, f"RENAME TABLE `{database}`.`{table}`", log,
+                                   unchanged="the tables are unchanged")
 
 
 # --- after the swap ----------------------------------------------------------------------------
@@ -389,12 +346,6 @@ def leftover_triggers(hook, database: str, old_table: str, known: list[str]) -> 
             if name.startswith(schema_ops.PTOSC_TRIGGER_PREFIX) or name in known]
 
 
-def drop_triggers(hook, database: str, names: list[str], lock_wait_timeout: int) -> None:
-    """DROP TRIGGER needs the old table's metadata lock: bounded like the swap, never an open-ended wait."""
-    hook.run([f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}",
-              *(f"DROP TRIGGER IF EXISTS {qualified(database, name)}" for name in names)])
-
-
 def retire_target(settings: Settings, database: str, old_table: str) -> tuple[str, str] | None:
     """Where the old table goes: (database, name) in pending drops, or None when it is dropped."""
     if not settings.enable_trash:
@@ -403,7 +354,7 @@ def retire_target(settings: Settings, database: str, old_table: str) -> tuple[st
 
 
 def retire_old_table(hook, database: str, old_table: str, target: tuple[str, str] | None,
-                     lock_wait_timeout: int) -> str:
+                     bound: LockBound, log) -> str:
     """Move the old table into pending drops (kept as is when that is its own database) or drop it.
 
     Idempotent: an old table already moved or dropped is left alone. Returns what happened.
@@ -412,8 +363,8 @@ def retire_old_table(hook, database: str, old_table: str, target: tuple[str, str
     if target is None:
         if not here:
             return "already dropped"
-        hook.run([f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}",
-                  f"DROP TABLE IF EXISTS {qualified(database, old_table)}"])
+        bounded_ddl.run(hook, [f"DROP TABLE IF EXISTS {qualified(database, old_table)}"], bound,
+                        f"DROP TABLE `{database}`.`{old_table}`", log)
         return "dropped"
     if target == (database, old_table):
         if not here:
@@ -428,12 +379,12 @@ def retire_old_table(hook, database: str, old_table: str, target: tuple[str, str
         raise MigrationStepError(f"pending drops already holds a table `{target[0]}`.`{target[1]}`; "
                                  f"not moving `{database}`.`{old_table}` over it")
     schema_ops.ensure_database(hook, target[0])
-    hook.run([f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}",
-              f"RENAME TABLE {qualified(database, old_table)} TO {qualified(*target)}"])
+    bounded_ddl.run(hook, [f"RENAME TABLE {qualified(database, old_table)} TO {qualified(*target)}"], bound,
+                    f"RENAME TABLE `{database}`.`{old_table}` to pending drops", log)
     return f"moved to `{target[0]}`.`{target[1]}`"
 
 
-def analyze(hook, database: str, tables: list[str], lock_wait_timeout: int, log) -> None:
+def analyze(hook, database: str, tables: list[str], bound: LockBound, log) -> None:
     """Refresh InnoDB's sampled stats (TABLE_ROWS), best effort.
 
     After a RENAME, InnoDB reads a table's persistent stats as they were last saved (for
@@ -442,26 +393,22 @@ def analyze(hook, database: str, tables: list[str], lock_wait_timeout: int, log)
     it stays out of the binlog, and engine-independent stats (a full scan) are turned off
     for the session. Failing here only leaves the stats stale.
     """
-    conn = hook.get_conn()
+    names = ", ".join(qualified(database, t) for t in tables)
     try:
-        with conn.cursor() as cur:
-            statement_log.execute(cur, "SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),), log=log)
+        with bounded_ddl.session(hook, LockBound(bound.timeout, 0), log) as cur:  # one attempt: stats can wait
             try:
                 statement_log.execute(cur, "SET SESSION use_stat_tables = 'NEVER'", log=log)
             except Exception:  # not MariaDB: there are no engine-independent stats to avoid
                 pass
-            names = ", ".join(qualified(database, t) for t in tables)
             statement_log.execute(cur, f"ANALYZE NO_WRITE_TO_BINLOG TABLE {names}", log=log)
             problems = [row for row in cur.fetchall() if str(row[2]).lower() not in ("status", "note")]
         if problems:
             log.warning("ANALYZE TABLE %s said %s; the stats may be stale", names, problems)
     except Exception as exc:  # stats are informative: never fail the rename for them
         log.warning("ANALYZE TABLE in `%s` failed (%s); the stats may be stale", database, exc)
-    finally:
-        conn.close()
 
 
-def end_stats(hook, database: str, table: str, lock_wait_timeout: int, log) -> schema_ops.TableStats:
+def end_stats(hook, database: str, table: str, bound: LockBound, log) -> schema_ops.TableStats:
     """The swapped-in table's stats, refreshed first (see ``analyze``)."""
-    analyze(hook, database, [table], lock_wait_timeout, log)
+    analyze(hook, database, [table], bound, log)
     return schema_ops.table_stats(hook, database, table)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from shift_provider import bounded_ddl
+from shift_provider.bounded_ddl import LockBound
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.ptosc import TRIGGER_PREFIX as PTOSC_TRIGGER_PREFIX
 from shift_provider.settings import Settings
@@ -79,12 +81,11 @@ def ptosc_triggers(hook, database: str, table: str) -> list[str]:
     return [name for name in triggers_on(hook, database, table) if name.startswith(PTOSC_TRIGGER_PREFIX)]
 
 
-def drop_triggers(hook, database: str, names: list[str], lock_wait_timeout: int | None = None) -> None:
-    """DROP TRIGGER takes the table's metadata lock: with a bound, it waits at most that many seconds."""
-    if not names:
-        return
-    bound = [f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}"] if lock_wait_timeout else []
-    hook.run([*bound, *(f"DROP TRIGGER IF EXISTS {qualified(database, name)}" for name in names)])
+def drop_triggers(hook, database: str, names: list[str], bound: LockBound, log=None) -> None:
+    """DROP TRIGGER locks the live table like any DDL: under the lock bound, never an open-ended wait."""
+    if names:
+        bounded_ddl.run(hook, [f"DROP TRIGGER IF EXISTS {qualified(database, name)}" for name in names], bound,
+                        f"DROP TRIGGER {', '.join(names)} in `{database}`", log)
 
 
 def ensure_database(hook, database: str) -> None:
@@ -96,18 +97,43 @@ def trash_database(settings: Settings, database: str) -> str:
     return settings.pending_drops_db or database
 
 
-def retire_table(hook, settings: Settings, database: str, table: str, now: datetime | None = None) -> str:
+def retire_table(hook, settings: Settings, database: str, table: str, now: datetime | None = None,
+                 log=None) -> str:
     """Move a table to pending drops under a timestamped name, or drop it when trash is off.
 
-    Returns where it went (``db.name``) or ``"dropped"``, for the log. Both take the
-    table's metadata lock, so they wait at most ``rename_lock_wait_timeout`` seconds.
+    Returns where it went (``db.name``) or ``"dropped"``, for the log. Under the lock bound.
     """
-    bound = f"SET SESSION lock_wait_timeout = {int(settings.rename_lock_wait_timeout)}"
+    bound = LockBound.of(settings)
     if not settings.enable_trash:
-        hook.run([bound, f"DROP TABLE IF EXISTS {qualified(database, table)}"])
+        bounded_ddl.run(hook, [f"DROP TABLE IF EXISTS {qualified(database, table)}"], bound,
+                        f"DROP TABLE `{database}`.`{table}`", log)
         return "dropped"
     target_db = trash_database(settings, database)
     ensure_database(hook, target_db)
     target = timestamped_name(table, now)
-    hook.run([bound, f"RENAME TABLE {qualified(database, table)} TO {qualified(target_db, target)}"])
+    bounded_ddl.run(hook, [f"RENAME TABLE {qualified(database, table)} TO {qualified(target_db, target)}"], bound,
+                    f"RENAME TABLE `{database}`.`{table}` to pending drops", log)
     return f"{target_db}.{target}"
+
+
+def remove_copy_triggers(hook, settings: Settings, database: str, table: str, log=None) -> list[str]:
+    """Drop pt-osc's triggers from the live table (bounded); returns their names.
+
+    Once the shadow table will not be used, the triggers only burden (or, when the shadow
+    table cannot take a row the application writes, break) every write to the table.
+    """
+    names = ptosc_triggers(hook, database, table)
+    drop_triggers(hook, database, names, LockBound.of(settings), log)
+    return names
+
+
+def abandon_copy(hook, settings: Settings, database: str, table: str, new_table: str, log=None) -> str:
+    """A copy that will never be swapped in: its triggers off the live table, its shadow table to pending drops.
+
+    Triggers first, so no write reaches the shadow table any more. Idempotent. Returns what it did.
+    """
+    names = remove_copy_triggers(hook, settings, database, table, log)
+    done = [f"dropped triggers {names}" if names else "no triggers left"]
+    if table_exists(hook, database, new_table):
+        done.append(f"shadow table `{new_table}` -> {retire_table(hook, settings, database, new_table, log=log)}")
+    return "; ".join(done)

@@ -227,3 +227,86 @@ def test_instant_alter_waits_within_the_lock_bound(env, shift_settings):
     assert str(rerun.state) == "success", task_states(rerun)
     assert xcoms(rerun)["rename"]["instant_ddl_outcome"] == "applied"
     assert env.api.migration(conf["id"])["status"] == 8 and env.final_inserts() == 1
+
+
+# --- a default that differs per row: pt-osc copies it -------------------------------------------------
+
+def test_a_random_default_is_copied_by_ptosc_not_applied_instantly(env):
+    env.primary.execute(f"INSERT INTO {q(env.database)}.t (name, amount, created) "
+                        f"SELECT CONCAT('more-', seq), seq, '2020-01-01' FROM {q(env.database)}.seq_1_to_3000")
+    assert env.primary.query(f"SELECT COUNT(*) FROM {q(env.database)}.t")[0][0] == 5000
+    payload = env.create("ALTER TABLE t ADD COLUMN shard TINYINT NOT NULL DEFAULT (FLOOR(RAND()*16))")
+    detected = env.detect(payload)
+    assert detected["instant_ddl"] is False and "RAND" in detected["instant_ddl_reason"], detected
+    assert env.copy(env.to_copy(payload))["copy_outcome"] == "copied"
+    run = run_dag("shift_test_rename", env.to_rename(payload["id"]))
+    assert str(run.state) == "success", task_states(run)
+    assert env.api.migration(payload["id"])["status"] == 8
+    distinct = env.primary.query(f"SELECT COUNT(DISTINCT shard) FROM {q(env.database)}.t")[0][0]
+    assert distinct > 1, "every row got the one value of an instant ALTER"
+    assert triggers_on(env.primary, env.database) == []
+
+
+# --- table options: AUTO_INCREMENT on both paths -------------------------------------------------------
+
+@pytest.mark.parametrize("ddl, comment", [("ALTER TABLE t AUTO_INCREMENT=5000", ""),
+                                          ("ALTER TABLE t COMMENT='orders v2', AUTO_INCREMENT=5000", "orders v2")])
+@pytest.mark.parametrize("prefer_instant", ["true", "false"])
+def test_auto_increment_is_applied_on_both_paths(env, prefer_instant, ddl, comment):
+    payload = env.create(ddl, custom_options={"prefer_instant_ddl": prefer_instant, "recursion_method": "none"})
+    assert env.detect(payload)["instant_ddl"] is (prefer_instant == "true")
+    copied = env.copy(env.to_copy(payload))
+    assert copied["copy_outcome"] == ("instant" if prefer_instant == "true" else "copied")
+    run = run_dag("shift_test_rename", env.to_rename(payload["id"]))
+    assert str(run.state) == "success", (task_states(run), env.api.migration(payload["id"]))
+    assert env.api.migration(payload["id"])["status"] == 8
+    # The final insert is the first row after the ALTER: it got the counter the ALTER set.
+    assert env.primary.query(f"SELECT id FROM {q(env.database)}.t WHERE name = 'final-insert'") == [(5000,)]
+    assert env.primary.query("SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                             "AND TABLE_NAME='t'", (env.database,)) == [(comment,)]
+    assert triggers_on(env.primary, env.database) == [] and tables_in(env.primary, env.database) == ["t"]
+
+
+# --- a new unique key: checked by the runner, copied by pt-osc with --no-check-unique-key-change ------------
+
+@pytest.mark.parametrize("ddl, runtype, keys", [
+    ("ALTER TABLE t ADD UNIQUE KEY uname (name)", "long", {"PRIMARY", "uname"}),
+    # pt-osc's --check-alter refuses DROP PRIMARY KEY unless the human approves it as nocheckalter.
+    ("ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (id, amount)", "nocheckalter", {"PRIMARY"}),
+])
+def test_a_unique_key_on_unique_data_completes(env, ddl, runtype, keys):
+    payload = env.create(ddl, custom_options={"recursion_method": "none"})
+    run = run_dag("shift_test_dry_run", payload)
+    assert str(run.state) == "success", env.api.migration(payload["id"])
+    assert env.detect(payload)["instant_ddl"] is False
+    mid = payload["id"]
+    env.api.machine("next_step", mid)
+    for step, extra in (("approve", {"runtype": runtype}), ("start", {})):
+        assert env.api.human(step, mid, **extra).status_code == 200
+    assert env.copy(env.api.claim(mid))["copy_outcome"] == "copied"
+    run = run_dag("shift_test_rename", env.to_rename(mid))
+    assert str(run.state) == "success", (task_states(run), env.api.migration(mid))
+    assert env.api.migration(mid)["status"] == 8
+    assert {r[0] for r in env.primary.query("SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE "
+                                            "TABLE_SCHEMA=%s AND TABLE_NAME='t' AND NON_UNIQUE=0",
+                                            (env.database,))} == keys
+    assert env.primary.query(f"SELECT COUNT(*) FROM {q(env.database)}.t")[0][0] == 2001  # + the final insert
+    assert triggers_on(env.primary, env.database) == []
+
+
+def test_duplicates_written_during_the_copy_refuse_the_swap_and_leave_no_trigger(env):
+    payload = env.create("ALTER TABLE t ADD UNIQUE KEY uname (name)", custom_options={"recursion_method": "none"})
+    assert env.detect(payload)["instant_ddl"] is False
+    assert env.copy(env.to_copy(payload))["copy_outcome"] == "copied"
+    # The application writes a duplicate meanwhile: pt-osc's trigger REPLACEs the shadow table's row.
+    env.primary.execute(f"INSERT INTO {q(env.database)}.t (name, amount, created) VALUES ('name-5', 1, NOW())")
+    run = run_dag("shift_test_rename", env.to_rename(payload["id"]))
+    assert str(run.state) == "failed"
+    migration = env.api.migration(payload["id"])
+    assert migration["status"] == 10
+    assert "before the swap" in migration["error_message"] and "'name-5' (2 rows)" in migration["error_message"]
+    assert triggers_on(env.primary, env.database) == [] and tables_in(env.primary, env.database) == ["t"]
+    assert "uname" not in {r[0] for r in env.primary.query(
+        "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA=%s AND TABLE_NAME='t'",
+        (env.database,))}
+    env.primary.execute(f"INSERT INTO {q(env.database)}.t (name, amount, created) VALUES ('app', 1, NOW())")

@@ -226,3 +226,76 @@ def test_backticks_in_names_are_refused_by_the_model(env):
     assert migration["status"] == 0 and not migration["error_message"]
     assert tables_in(env.primary, env.database) == ["victim"]
     assert env.primary.query("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME='mysql'") == [(1,)]
+
+
+# --- ALTERs whose new table would refuse the application's writes (pt-osc's triggers copy them) -----
+
+@pytest.mark.parametrize("ddl, reason", [
+    ("ALTER TABLE t ADD COLUMN region INT NOT NULL, ADD INDEX iregion (region)",
+     "column `region` is added NOT NULL without a DEFAULT"),
+    ("ALTER TABLE t MODIFY name VARCHAR(4) NOT NULL", "column `name` changes from varchar(64) NOT NULL to "
+                                                      "varchar(4) NOT NULL, which existing rows do not fit (e.g. "),
+    ("ALTER TABLE t MODIFY amount TINYINT NOT NULL", "column `amount` changes from int(11) NOT NULL to tinyint(4)"),
+    ("ALTER TABLE t ADD COLUMN note VARCHAR(8) NULL, MODIFY created DATETIME NULL, CHANGE amount qty SMALLINT "
+     "NOT NULL", None),
+])
+def test_prepare_refuses_an_alter_the_triggers_cannot_apply_before_any_trigger(env, ddl, reason):
+    create_sample_table(env.primary, env.database, "t", 500)
+    conf = env.claim(ddl)
+    run = run_dag("shift_test_dry_run", conf)
+    if reason is None:  # renamed and widened columns, a nullable new column: accepted
+        assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])
+        return
+    assert task_states(run) == {"dry_run": "failed"}
+    message = failed_in_shift(env, conf["id"])
+    assert "refusing this ALTER: " in message and reason in message, message
+    assert env.primary.query("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA=%s",
+                             (env.database,))[0][0] == 0
+    assert tables_in(env.primary, env.database) == ["t"]
+
+
+def test_prepare_accepts_a_narrowing_the_data_fits(env):
+    create_sample_table(env.primary, env.database, "t", 500)  # names are 'name-1' .. 'name-500'
+    conf = env.claim("ALTER TABLE t MODIFY name VARCHAR(8) NOT NULL, MODIFY amount SMALLINT NOT NULL")
+    run = run_dag("shift_test_dry_run", conf)
+    assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])
+
+
+# --- new unique / primary keys: the runner checks the data itself ------------------------------------
+
+@pytest.mark.parametrize("ddl", ["ALTER TABLE t ADD UNIQUE KEY uname (name)",
+                                 "ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (id, amount)"])
+def test_a_new_unique_key_on_unique_data_passes_prepare(env, ddl):
+    create_sample_table(env.primary, env.database, "t", 300)
+    conf = env.claim(ddl)
+    run = run_dag("shift_test_dry_run", conf)
+    assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])
+
+
+def test_a_new_unique_key_over_duplicates_is_refused_naming_them(env):
+    create_sample_table(env.primary, env.database, "t", 300)  # amount = seq % 1000: 1..300, unique so far
+    env.primary.execute(f"UPDATE {q(env.database)}.t SET amount = 900 WHERE id IN (1, 2, 3)")
+    conf = env.claim("ALTER TABLE t ADD UNIQUE KEY uamount (amount)")
+    run = run_dag("shift_test_dry_run", conf)
+    assert task_states(run) == {"dry_run": "failed"}
+    message = failed_in_shift(env, conf["id"])
+    assert "the new unique key `uamount` (amount) is not unique" in message and "900 (3 rows)" in message, message
+
+
+# --- foreign keys: refused unless the settings allow them ----------------------------------------------
+
+def test_foreign_keys_are_refused_by_default_and_allowed_by_the_setting(env, shift_settings):
+    db = q(env.database)
+    env.primary.execute(f"CREATE TABLE {db}.parent (id INT PRIMARY KEY)",
+                        f"CREATE TABLE {db}.child (id INT PRIMARY KEY, pid INT, "
+                        f"CONSTRAINT test_fk FOREIGN KEY (pid) REFERENCES {db}.parent (id))")
+    for table in ("child", "parent"):
+        conf = env.claim(f"ALTER TABLE {table} ADD COLUMN note INT NULL")
+        run = run_dag("shift_test_dry_run", conf)
+        assert task_states(run) == {"dry_run": "failed"}
+        message = failed_in_shift(env, conf["id"])
+        assert "foreign keys `test_fk`" in message and "allow_foreign_keys" in message, message
+    shift_settings(allow_foreign_keys=True)
+    conf = env.claim("ALTER TABLE child ADD COLUMN note INT NULL")
+    run = run_dag("shift_test_dry_run", conf)
+    assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])

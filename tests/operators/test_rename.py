@@ -346,8 +346,13 @@ def test_refuses_to_swap_a_wrong_new_table(env, damage, message):
     assert content_checksum(env.primary, env.database, TABLE) == before
     assert "note" not in columns_of(env.primary, env.database, TABLE)
     assert env.old_tables(env.database) == []
-    assert env.pending not in [r[0] for r in env.primary.query("SHOW DATABASES")]
     assert env.primary.query(f"SELECT COUNT(*) FROM {q(env.database)}.rename_audit")[0][0] == 0
+    # Failed is terminal: the copy it refused is removed first, so nothing burdens the table's writes.
+    assert triggers_on(env.primary, env.database) == []
+    assert sorted(tables_in(env.primary, env.database)) == [TABLE, "rename_audit"]
+    assert [t for t in tables_in(env.primary, env.pending) if t.endswith(NEW_TABLE)], "shadow not in pending drops"
+    env.primary.execute(f"INSERT INTO {q(env.database)}.{TABLE} (name, amount, created) VALUES ('app', 1, NOW())")
+    assert "the copy will not be used" in env.log_file(conf["id"])
 
 
 # --- trash off, and pending drops = the migration's own database -----------------------------------

@@ -87,6 +87,7 @@ class BackgroundWriter:
     deleted: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     operations: int = 0
+    max_latency: float = 0.0  # the longest one statement (or failed attempt) took, in seconds
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -106,6 +107,7 @@ class BackgroundWriter:
         conn = None
         target = f"{q(self.database)}.{q(self.table)}"
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 if conn is None:
                     conn = self.server.connect(autocommit=True)
@@ -125,7 +127,9 @@ class BackgroundWriter:
                         self.deleted.add(victim)
                         cur.execute(f"DELETE FROM {target} WHERE id = %s", (victim,))
                 self.operations += 1
+                self.max_latency = max(self.max_latency, time.monotonic() - started)
             except MySQLdb.Error as exc:
+                self.max_latency = max(self.max_latency, time.monotonic() - started)
                 self.errors.append(str(exc))
                 try:
                     if conn is not None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from shift_provider import leftovers, ptosc, schema_ops
+from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
-from shift_provider.operators.base import ShiftMigrationOperator
+from shift_provider.operators.base import PERMANENT_ERRORS, ShiftMigrationOperator
 from shift_provider.operators.pause import wait_for_copy_release
 from shift_provider.state_file import save_state
 
@@ -50,8 +51,7 @@ class CancelOperator(ShiftMigrationOperator):
         # Triggers first: with them gone, no write reaches the shadow table any more.
         triggers = [x.name for x in mine if x.kind == "trigger"]
         if triggers:
-            schema_ops.drop_triggers(hook, migration.database, triggers,
-                                     lock_wait_timeout=self.settings.rename_lock_wait_timeout)
+            schema_ops.drop_triggers(hook, migration.database, triggers, LockBound.of(self.settings), self.log)
             self.log.info("dropped this migration's pt-osc triggers %s on `%s`.`%s`", triggers, migration.database,
                           migration.table)
         else:
@@ -62,7 +62,7 @@ class CancelOperator(ShiftMigrationOperator):
         # The shadow table holds a partial copy nobody will use: pending drops (or dropped).
         shadows = [x.name for x in mine if x.kind == "shadow table"]
         for shadow in shadows:
-            where = schema_ops.retire_table(hook, self.settings, migration.database, shadow)
+            where = schema_ops.retire_table(hook, self.settings, migration.database, shadow, log=self.log)
             state.retired_to = where
             self.log.info("shadow table `%s`.`%s` -> %s", migration.database, shadow, where)
         if not shadows:
@@ -74,3 +74,18 @@ class CancelOperator(ShiftMigrationOperator):
         self.log.info("migration %s canceled and cleaned up: nothing of the copy is left on `%s`.`%s`",
                       migration.id, migration.database, migration.table)
         return {"outcome": "canceled", "triggers_dropped": triggers, "shadow_table": state.retired_to or None}
+
+    def report_failure(self, migration: Migration, exc: BaseException, *, final: bool) -> None:
+        """A retryable failure (the lock bound ran out behind a long transaction, a lost connection) leaves
+        the migration canceled, said in its shift log: clearing the task finishes the cleanup, whereas
+        failed (10) would hide that it was canceled."""
+        if isinstance(exc, PERMANENT_ERRORS):
+            super().report_failure(migration, exc, final=final)
+            return
+        message = (f"cancel cleanup failed ({type(exc).__name__}: {exc}); the migration stays canceled: clear the "
+                   "Airflow task to retry, it continues where it stopped")
+        self.log.error("%s", message)
+        try:
+            self.api.append_to_file(migration.id, message + "\n")
+        except Exception as api_exc:  # the API may be what failed
+            self.log.error("could not write the failure to the shift log: %s", api_exc)

@@ -18,7 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import leftovers, ptosc, schema_ops, table_definition
+from shift_provider import bounded_ddl, leftovers, ptosc, schema_ops, table_definition, unique_keys
+from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.log_shipper import LOG_FILE_NAME, LogShipper
@@ -49,7 +50,7 @@ class CopyResult:
     exit_code: int | None
     stop_reason: str | None  # paused | canceled | stop_file | killed | None
     last_stderr: str | None
-    stderr_tail: list[str]
+    output_tail: list[str]  # pt-osc's last lines, both streams (its reasons go to either)
 
 
 class CopyOperator(ShiftMigrationOperator):
@@ -162,6 +163,7 @@ class CopyRun:
         self._waiting: str | None = None
         self._last_waiting: str | None = None
         self._history: list[int] = []
+        self._copy_warnings = 0  # "Copying rows caused a MySQL error N": the shadow table lacks some data
         self._dirty_progress = False
         self._sent_api_percent: int | None = None
         self._pushed: dict[str, Any] = {}  # the last value pushed per XCom key
@@ -187,7 +189,8 @@ class CopyRun:
             self.open_log()
             self.load_state()
             self.refuse_foreign_triggers()
-            self.clean_earlier_attempt()
+            self.clean_earlier_attempt()  # first: a refusal below must not leave an earlier attempt's triggers
+            unique_keys.check(self.hook, m, ptosc.alter_clause(m), self.log, "before the copy")
             with self.hook.defaults_file() as defaults_file:
                 command = ptosc.build_command(m, self.settings, defaults_file, ptosc.Mode.EXECUTE,
                                               progress_interval=self.settings.progress_interval)
@@ -269,11 +272,11 @@ class CopyRun:
         self.note(f"an earlier copy attempt left triggers {triggers} and shadow table(s) {shadows} (this "
                   f"migration's own): pt-osc {self.state.ptosc_version or ''} has no --resume and the shadow table "
                   "holds only a partial copy, so dropping them and copying again from the start")
-        lock_wait = self.settings.rename_lock_wait_timeout
-        schema_ops.drop_triggers(self.hook, m.database, triggers, lock_wait_timeout=lock_wait)
+        bound = LockBound.of(self.settings)  # the live table's writers wait at most this long
+        schema_ops.drop_triggers(self.hook, m.database, triggers, bound, self.log)
         for shadow in shadows:
-            self.hook.run([f"SET SESSION lock_wait_timeout = {int(lock_wait)}",
-                           f"DROP TABLE IF EXISTS {qualified(m.database, shadow)}"])
+            bounded_ddl.run(self.hook, [f"DROP TABLE IF EXISTS {qualified(m.database, shadow)}"], bound,
+                            f"DROP TABLE `{m.database}`.`{shadow}`", self.log)
         self.note(f"dropped triggers {triggers} and shadow table(s) {shadows}")
 
     def record_start(self, command: ptosc.Command) -> None:
@@ -299,7 +302,7 @@ class CopyRun:
     # -- running pt-osc ---------------------------------------------------------------------
 
     def run_ptosc(self, command: ptosc.Command) -> CopyResult:
-        tail: deque[str] = deque(maxlen=20)
+        tail: deque[str] = deque(maxlen=60)
         last_stderr: str | None = None
         if self._kill_requested:
             return CopyResult(None, "killed", None, [])
@@ -314,9 +317,10 @@ class CopyRun:
                 break
             if item is not None:
                 self.on_line(item)
+                if item.text.strip() and ptosc.parse_line(item.text).kind == ptosc.EventKind.OTHER:
+                    tail.append(item.text)
                 if item.stream == "stderr" and item.text.strip():
                     last_stderr = item.text
-                    tail.append(item.text)
             self.periodic()
         code = self.process.wait()
         if self._kill_requested:
@@ -325,7 +329,9 @@ class CopyRun:
 
     def on_line(self, line: OutputLine) -> None:
         assert self.shipper is not None
-        self.shipper.write(line.stream, line.text)
+        self.shipper.write(line.stream, ptosc.annotated(line.text))
+        if ptosc.copy_warning(line.text) is not None:
+            self._copy_warnings += 1
         event = ptosc.parse_line(line.text)
         if event.kind == ptosc.EventKind.PROGRESS:
             self._percent, self._eta, self._progress_line = event.percent, event.eta_seconds, event.line
@@ -431,14 +437,18 @@ class CopyRun:
             raise AirflowTaskTerminated(f"copy of migration {m.id} was killed; pt-osc stopped, migration offered back")
         if result.stop_reason is not None:
             return self.conclude_stopped(result.stop_reason)
-        if result.exit_code == 0 and ptosc.is_clean_stderr_end(result.last_stderr):
+        if result.exit_code == 0 and ptosc.is_clean_stderr_end(result.last_stderr) and not self._copy_warnings:
             return self.conclude_succeeded()
+        failure = ptosc.diagnose(result.exit_code, result.output_tail)
         self.state.copy_status = "failed"
+        if not failure.transient:
+            self.remove_triggers_of_failed_copy()
         self.record_leftovers()
         self.sync_state(self.api)
-        message = ptosc.failure_message(result.exit_code, result.stderr_tail)
+        message = failure.message
         if result.exit_code == 0:
-            message = f"pt-online-schema-change exited 0 but its output ends with an error: {result.last_stderr}"
+            message = ("pt-online-schema-change exited 0 but reported errors (the shadow table does not hold the "
+                       "table's data as is): " + (" | ".join(failure.reasons) or str(result.last_stderr)))
         self.note(message)
         self.end_progress(self._percent, None, f"copy failed at {self._percent or 0}%: {message}"[:500])
         self.ti.xcom_push(key=XCOM_OUTCOME, value="error")
@@ -451,6 +461,7 @@ class CopyRun:
         shadow = schema_ops.table_exists(self.hook, self.migration.database, self.state.new_table)
         if len(triggers) < 3 or not shadow:
             self.state.copy_status = "failed"
+            self.remove_triggers_of_failed_copy()
             self.sync_state(self.api)
             raise PtOscError(f"pt-online-schema-change reported success but left triggers {triggers} and shadow "
                              f"table `{self.state.new_table}` {'present' if shadow else 'missing'}")
@@ -523,6 +534,24 @@ class CopyRun:
                       f"the {'pause' if reason == 'paused' else 'cancel'} step takes it from here")
         self.ti.xcom_push(key=XCOM_OUTCOME, value=f"stopped:{reason}")
         return {"outcome": "stopped", "reason": reason}
+
+    def remove_triggers_of_failed_copy(self) -> None:
+        """A copy that failed on the ALTER or the data will not be used; its triggers would apply every
+        application write to a shadow table that may refuse it (a NOT NULL column without a default,
+        a narrower column): the application's writes fail. So they go now, under the lock bound.
+        A transient fault (lost connection) keeps them: the shadow table is sound and a resume
+        cleans up anyway. The partial shadow table stays for a look; a resume or cancel removes it."""
+        m = self.migration
+        try:
+            names = schema_ops.remove_copy_triggers(self.hook, self.settings, m.database, m.table, self.log)
+        except Exception as exc:  # still report the copy's error; say what is left
+            self.note(f"the copy failed and its triggers could not be removed ({exc}); they stay on "
+                      f"`{m.database}`.`{m.table}` until a resume or cancel removes them")
+            return
+        self.state.triggers = []
+        if names:
+            self.note(f"the copy failed: dropped its triggers {names} so the application's writes no longer reach "
+                      f"the shadow table `{self.state.new_table}` (kept for a look; a resume or cancel removes it)")
 
     def record_leftovers(self) -> list[str]:
         m = self.migration

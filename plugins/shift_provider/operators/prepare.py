@@ -17,7 +17,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shift_provider import admission, final_insert_check, instant_ddl, leftovers, ptosc, schema_ops
+from shift_provider import (admission, bounded_ddl, final_insert_check, foreign_keys, instant_ddl, leftovers, ptosc,
+                            schema_ops, trigger_safety, unique_keys)
+from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import check_shape
@@ -25,8 +27,6 @@ from shift_provider.models import Migration
 from shift_provider.operators.base import ShiftMigrationOperator
 from shift_provider.sql import ParsedDDL, parse_ddl, qualified
 
-# pt-osc exit codes a retry may fix (the server went away); anything else is the migration's fault.
-TRANSIENT_PTOSC_EXITS = frozenset({18, 19})
 _OBJECT_TYPES = {Mode.TABLE: "BASE TABLE", Mode.VIEW: "VIEW"}
 
 
@@ -136,6 +136,7 @@ class DryRunOperator(ShiftMigrationOperator):
             self.log.warning("no pt-osc dry run: %s", reason)
             self._append_note(migration, f"no pt-online-schema-change dry run: {reason}\n")
         else:
+            self.check_trigger_safety(migration)
             self.ptosc_dry_run(migration)
 
     # --- CREATE -------------------------------------------------------------
@@ -150,9 +151,15 @@ class DryRunOperator(ShiftMigrationOperator):
             )
         kind = "VIEW" if migration.mode == Mode.VIEW else "TABLE"
         self.log.info("creating %s to validate the DDL: %s", describe(migration), migration.ddl_statement)
+        bound = LockBound.of(self.settings)  # a CREATE ... REFERENCES locks the live parent table
         try:
-            hook.run(migration.ddl_statement)
+            bounded_ddl.run(hook, [migration.ddl_statement], bound, f"the validation CREATE of {describe(migration)}",
+                            self.log)
+        except bounded_ddl.LockBoundExceeded:
+            raise
         except Exception as exc:
+            if bounded_ddl.classify(exc) == bounded_ddl.ErrorKind.CONNECTION:
+                raise
             raise MigrationStepError(f"ddl_statement fails on the database: {exc}") from None
         try:
             made = schema_ops.object_type(hook, migration.database, migration.table)
@@ -164,7 +171,8 @@ class DryRunOperator(ShiftMigrationOperator):
                 self.log.info("%s", final_insert_check.check(hook, migration, migration.final_insert_sql, None,
                                                              self.settings.rename_lock_wait_timeout))
         finally:
-            hook.run(f"DROP {kind} IF EXISTS {qualified(migration.database, migration.table)}")
+            bounded_ddl.run(hook, [f"DROP {kind} IF EXISTS {qualified(migration.database, migration.table)}"],
+                            bound, f"the drop of the validation {kind.lower()} {describe(migration)}", self.log)
         if schema_ops.object_type(hook, migration.database, migration.table) is not None:
             raise MigrationStepError(f"could not drop the validation {kind.lower()} {describe(migration)}")
         self.log.info("DDL is valid: %s created and dropped again, nothing left behind", describe(migration))
@@ -184,6 +192,20 @@ class DryRunOperator(ShiftMigrationOperator):
 
     # --- ALTER by pt-osc ----------------------------------------------------
 
+    def check_trigger_safety(self, migration: Migration) -> None:
+        """Refuse, before any trigger exists, an ALTER whose new table would refuse the application's
+        writes that pt-osc's triggers copy into it (see ``trigger_safety``)."""
+        ptosc.check_runnable(migration, self.settings)  # refusals that need no SQL come first
+        hook, clause = self.cluster(migration), ptosc.alter_clause(migration)
+        refused = foreign_keys.refusal(hook, migration.database, migration.table, clause)
+        if refused and not self.settings.allow_foreign_keys:
+            raise MigrationStepError(refused)
+        found = trigger_safety.problems(hook, migration, clause, self.log)
+        if found:
+            raise MigrationStepError("refusing this ALTER: " + "; ".join(found))
+        self.log.info("pt-osc's triggers can apply the application's writes to the new table")
+        unique_keys.check(hook, migration, clause, self.log, "at prepare")
+
     def ptosc_dry_run(self, migration: Migration) -> None:
         """The real pt-osc --dry-run; credentials in the 0600 defaults file, passed first."""
         hook = self.cluster(migration)
@@ -197,12 +219,12 @@ class DryRunOperator(ShiftMigrationOperator):
             exit_code, stdout, stderr = self._run(command.argv)
         self._append_to_shift_log(migration, stdout, stderr, exit_code)
         if exit_code != 0:
-            message = ptosc.failure_message(exit_code, stderr or stdout)
-            if exit_code in TRANSIENT_PTOSC_EXITS:
-                raise PtOscError(message, exit_code=exit_code)
-            raise MigrationStepError(f"dry run failed: {message}")
+            failure = ptosc.diagnose(exit_code, stdout + stderr)  # pt-osc's own refusals go to stdout
+            if failure.transient:  # the server went away, not the migration's fault: a retry may pass
+                raise PtOscError(failure.message, exit_code=exit_code)
+            raise MigrationStepError(f"dry run failed: {failure.message}")
         if not ptosc.is_clean_stderr_end(stderr[-1] if stderr else None):
-            raise MigrationStepError("dry run failed: " + ptosc.failure_message(exit_code, stderr))
+            raise MigrationStepError("dry run failed: " + ptosc.failure_message(exit_code, stdout + stderr))
         self.log.info("pt-osc dry run succeeded")
 
     def _run(self, argv: list[str]) -> tuple[int, list[str], list[str]]:

@@ -32,7 +32,9 @@ import sys
 
 from typing import Any
 
-from shift_provider import final_insert, instant_ddl, leftovers, ptosc, rename_steps, table_definition
+from shift_provider import (final_insert, instant_ddl, leftovers, ptosc, rename_steps, schema_ops, table_definition,
+                            unique_keys)
+from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
@@ -137,17 +139,24 @@ class RenameOperator(ShiftMigrationOperator):
             self.log.info("swap: already done (`%s` is gone, `%s` has the new schema, the old table is `%s`)",
                           state.new_table, table, state.old_table)
         else:
-            self.refuse_changed_original(hook, migration, state)
-            if self.settings.checksum_at_rename:
-                self.checksum_again(hook, migration, state)
-            # A copy proven by its checksum is counted exactly (no estimate) whatever its size.
-            exact_max_rows = sys.maxsize if state.checksum else self.exact_count_max_rows
-            self.log.info("swap: %s", rename_steps.verify_new_table(
-                hook, db, table, state.new_table, self.expected, exact_max_rows=exact_max_rows,
-                lock_wait_timeout=self.settings.rename_lock_wait_timeout, log=self.log))
+            try:
+                self.refuse_changed_original(hook, migration, state)
+                if self.settings.checksum_at_rename:
+                    self.checksum_again(hook, migration, state)
+                # Writes during the copy may have added duplicates of a new unique key (REPLACE dropped them).
+                unique_keys.check(hook, migration, alter_clause(migration), self.log, "before the swap")
+                # A copy proven by its checksum is counted exactly (no estimate) whatever its size.
+                exact_max_rows = sys.maxsize if state.checksum else self.exact_count_max_rows
+                verified = rename_steps.verify_new_table(
+                    hook, db, table, state.new_table, self.expected, exact_max_rows=exact_max_rows,
+                    bound=LockBound.of(self.settings), log=self.log)
+            except MigrationStepError:
+                # Refused before any swap: this copy will never be used (see report_failure).
+                self._abandon = (hook, migration, state)
+                raise
+            self.log.info("swap: %s", verified)
             attempt = rename_steps.swap_tables(hook, db, table, state.new_table, state.old_table,
-                                               self.settings.rename_lock_wait_timeout, self.settings.rename_retries,
-                                               self.log)
+                                               LockBound.of(self.settings), self.log)
             self.log.info("swap: done on attempt %d: `%s` is the new table, the old one is `%s`", attempt, table,
                           state.old_table)
         self._done("swap", state)
@@ -199,7 +208,7 @@ class RenameOperator(ShiftMigrationOperator):
         """pt-osc's triggers now hang on the old table and write to a table that is gone: drop them."""
         names = rename_steps.leftover_triggers(hook, migration.database, state.old_table, state.triggers)
         if names:
-            rename_steps.drop_triggers(hook, migration.database, names, self.settings.rename_lock_wait_timeout)
+            schema_ops.drop_triggers(hook, migration.database, names, LockBound.of(self.settings), self.log)
             self.log.info("drop_triggers: dropped %s from `%s`", names, state.old_table)
         else:
             self.log.info("drop_triggers: no triggers left on `%s`", state.old_table)
@@ -213,13 +222,13 @@ class RenameOperator(ShiftMigrationOperator):
             save_state(self.api, state)
         target = None if state.retired_to == "dropped" else self._retired_location(state)
         what = rename_steps.retire_old_table(hook, migration.database, state.old_table, target,
-                                             self.settings.rename_lock_wait_timeout)
+                                             LockBound.of(self.settings), self.log)
         self.log.info("retire: old table `%s` %s", state.old_table, what)
         self._done("retire", state)
 
     def send_end_stats(self, hook, migration: Migration, state: MigrationState) -> None:
-        stats = rename_steps.end_stats(hook, migration.database, migration.table,
-                                       self.settings.rename_lock_wait_timeout, self.log)
+        stats = rename_steps.end_stats(hook, migration.database, migration.table, LockBound.of(self.settings),
+                                       self.log)
         self.api.update(migration.id, **stats.as_update("end"))
         self.log.info("stats: %s (information_schema, after ANALYZE)", stats.describe())
         self._done("stats", state)
@@ -229,6 +238,29 @@ class RenameOperator(ShiftMigrationOperator):
         self._done("final_insert", state)
 
     # --- helpers ------------------------------------------------------------------------------
+
+    _abandon: tuple | None = None
+
+    def abandon_refused_copy(self) -> None:
+        """Before failing (10, terminal) a migration whose swap was refused: nothing would ever remove
+        pt-osc's triggers from the live table, and they burden (or break) every write to it. So they go,
+        and the shadow table goes to pending drops, only when the refusal came before any swap."""
+        if self._abandon is None:
+            return
+        hook, migration, state = self._abandon
+        try:
+            done = schema_ops.abandon_copy(hook, self.settings, migration.database, migration.table,
+                                           state.new_table, self.log)
+            state.triggers = []
+            save_state(self.api, state)
+            message = f"rename refused: the copy will not be used, so {done}"
+        except Exception as exc:  # the failure is still reported; a human sees both
+            message = f"rename refused, and removing the copy's triggers and shadow table failed too: {exc}"
+        self.log.warning("%s", message)
+        try:
+            self.api.append_to_file(migration.id, message + "\n")
+        except Exception as api_exc:
+            self.log.error("could not write to the shift log: %s", api_exc)
 
     @staticmethod
     def _retired_location(state: MigrationState) -> tuple[str, str] | None:
@@ -241,6 +273,7 @@ class RenameOperator(ShiftMigrationOperator):
     def report_failure(self, migration: Migration, exc: BaseException, *, final: bool) -> None:
         """Permanent errors fail the migration; retryable ones leave it at 5, said in its shift log."""
         if isinstance(exc, PERMANENT_ERRORS):
+            self.abandon_refused_copy()
             super().report_failure(migration, exc, final=final)
             return
         message = f"rename step failed ({type(exc).__name__}: {exc}); the migration stays at rename in progress: " \

@@ -19,7 +19,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from shift_provider import leftovers, schema_ops
+from shift_provider import bounded_ddl, leftovers, schema_ops
+from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.final_insert import run_once
@@ -35,19 +36,21 @@ DDL_DONE = "run_ddl:ddl"
 TRIGGERS_DROPPED = "run_ddl:triggers_dropped"
 FINAL_INSERT_DONE = "run_ddl:final_insert"
 SCHEMA_BEFORE = "run_ddl:schema_before="
-# Client errors meaning the server went away: a retry may fix them, the DDL itself is not at fault.
-CONNECTION_ERRORS = frozenset({2002, 2003, 2006, 2013, 2055})
 _OBJECT_TYPES = {Mode.TABLE: "BASE TABLE", Mode.VIEW: "VIEW"}
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
 
 
-def run_user_ddl(hook, ddl: str) -> None:
-    """Run the migration's own DDL; a refusal by the server is permanent, a lost connection is not."""
+def run_user_ddl(hook, ddl: str, bound: LockBound, log) -> None:
+    """Run the migration's own DDL under the lock bound; a refusal by the server is permanent.
+
+    A lost connection or a lock bound that ran out is not: the DDL did not happen, a retry may.
+    """
     try:
-        hook.run(ddl)
+        bounded_ddl.run(hook, [ddl], bound, "the migration's DDL", log)
+    except bounded_ddl.LockBoundExceeded:
+        raise
     except Exception as exc:
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if code in CONNECTION_ERRORS:
+        if bounded_ddl.classify(exc) != bounded_ddl.ErrorKind.STATEMENT:
             raise
         raise MigrationStepError(f"ddl_statement failed on the database: {exc}") from None
 
@@ -116,7 +119,7 @@ class RunDdlOperator(ShiftMigrationOperator):
                                      "already exists")
         self._record(state, DDL_STARTED)
         self.log.info("creating %s: %s", describe(migration), migration.ddl_statement)
-        run_user_ddl(hook, migration.ddl_statement)
+        run_user_ddl(hook, migration.ddl_statement, LockBound.of(self.settings), self.log)
         found = schema_ops.object_type(hook, migration.database, migration.table)
         if found != wanted:
             raise MigrationStepError(f"ddl_statement ran but {describe(migration)} is not a {wanted.lower()} "
@@ -145,7 +148,7 @@ class RunDdlOperator(ShiftMigrationOperator):
         else:
             self._record(state, SCHEMA_BEFORE + before, DDL_STARTED)
         self.log.info("altering %s directly (short run): %s", describe(migration), migration.ddl_statement)
-        run_user_ddl(hook, migration.ddl_statement)
+        run_user_ddl(hook, migration.ddl_statement, LockBound.of(self.settings), self.log)
         self._record(state, DDL_DONE)
         self.log.info("altered %s", describe(migration))
 
@@ -170,13 +173,13 @@ class RunDdlOperator(ShiftMigrationOperator):
         triggers = schema_ops.triggers_on(hook, migration.database, migration.table)
         if triggers:
             self.log.info("dropping triggers on %s first: %s", describe(migration), ", ".join(triggers))
-            schema_ops.drop_triggers(hook, migration.database, triggers,
-                                     lock_wait_timeout=self.settings.rename_lock_wait_timeout)
+            schema_ops.drop_triggers(hook, migration.database, triggers, LockBound.of(self.settings), self.log)
         self._record(state, TRIGGERS_DROPPED)
         if migration.mode == Mode.VIEW:
             state.retired_to = "dropped"
             self._record(state, DDL_STARTED)
-            hook.run(f"DROP VIEW IF EXISTS {qualified(migration.database, migration.table)}")
+            bounded_ddl.run(hook, [f"DROP VIEW IF EXISTS {qualified(migration.database, migration.table)}"],
+                            LockBound.of(self.settings), f"DROP VIEW {describe(migration)}", self.log)
             self.log.info("dropped view %s", describe(migration))
         else:
             # Record where the table goes before it moves, so a re-run can find it there.
@@ -187,7 +190,8 @@ class RunDdlOperator(ShiftMigrationOperator):
             else:
                 state.old_table, state.retired_to = "", "dropped"
             self._record(state, DDL_STARTED)
-            where = schema_ops.retire_table(hook, self.settings, migration.database, migration.table, now=now)
+            where = schema_ops.retire_table(hook, self.settings, migration.database, migration.table, now=now,
+                                            log=self.log)
             self.log.info("table %s: %s", describe(migration), "dropped (trash disabled)" if where == "dropped"
                           else f"moved to pending drops as {where}")
         self._record(state, DDL_DONE)
