@@ -89,9 +89,9 @@ def test_a_conversion_that_changes_values_is_an_error_naming_the_key_and_nothing
 
 def test_a_new_unique_key_over_duplicates_cannot_lose_rows(env, shift_settings, shift_api, ptosc, primary,
                                                             database):
-    # pt-osc's own guard off (as `nocheckalter`-like tooling may do): its INSERT IGNORE drops the duplicates.
-    shift_settings(pt_osc_path=ptosc[0], checksum_chunk_seconds=0.05,
-                   ptosc_extra_args=["--no-check-unique-key-change"])
+    # pt-osc runs with --no-check-unique-key-change (the runner checks the key itself): its INSERT IGNORE
+    # would drop the duplicates. The runner's own check refuses before pt-osc; were it passed, the
+    # checksum's re-copy (no IGNORE) would fail on the first duplicate instead of losing rows.
     create_sample_table(primary, database, "t", 3000)  # amount = seq % 1000: each value three times
     before = content_checksum(primary, database, "t")
     conf = started(shift_api, database, "ALTER TABLE t ADD UNIQUE KEY u_amount (amount)")
@@ -99,6 +99,29 @@ def test_a_new_unique_key_over_duplicates_cannot_lose_rows(env, shift_settings, 
     assert task_states(run) == {"copy": "failed"}
     migration = shift_api.migration(conf["id"])
     assert migration["status"] == Status.ERROR
-    assert "Duplicate entry" in migration["error_message"] and "first differing keys" in migration["error_message"]
+    assert "is not unique" in migration["error_message"] and "0 (3 rows)" in migration["error_message"]
     assert content_checksum(primary, database, "t") == before
     assert "u_amount" not in primary.query(f"SHOW CREATE TABLE {q(database)}.t")[0][1]
+
+
+def test_the_checksum_alone_refuses_a_copy_that_lost_duplicates_under_a_new_unique_key(env, primary, database):
+    """Were the runner's unique-key check passed: the shadow INSERT IGNORE built misses rows, the re-copy fails."""
+    from shift_provider import checksum
+    from shift_provider.hooks.cluster import ShiftClusterHook
+    from shift_provider.models import Migration
+    from shift_provider.settings import get_settings
+
+    create_sample_table(primary, database, "t", 3000)  # amount = seq % 1000: each value three times
+    primary.execute(f"CREATE TABLE {q(database)}.shadow LIKE {q(database)}.t",
+                    f"ALTER TABLE {q(database)}.shadow ADD UNIQUE KEY u_amount (amount)",
+                    f"INSERT IGNORE INTO {q(database)}.shadow SELECT * FROM {q(database)}.t")
+    migration = Migration.from_payload({"id": 1, "database": database, "table": "t", "status": 3, "runtype": 1,
+                                        "ddl_statement": "ALTER TABLE t ADD UNIQUE KEY u_amount (amount)",
+                                        "host": primary.host, "port": primary.port, "mode": 0, "action": 2})
+    notes: list[str] = []
+    with pytest.raises(checksum.ChecksumMismatch) as refused:
+        checksum.compare(ShiftClusterHook(migration, get_settings()), database, "t", "shadow", renamed_columns=(),
+                         max_threads_running=125, chunk_seconds=0.05, progress=lambda p, e: None, note=notes.append)
+    assert "copying it again failed" in str(refused.value) and "Duplicate entry" in str(refused.value)
+    assert "first differing keys: [" in str(refused.value)
+    assert primary.query(f"SELECT COUNT(*) FROM {q(database)}.shadow")[0][0] == 1000, "the failed re-copy rolled back"

@@ -350,7 +350,7 @@ def test_refuses_to_swap_a_wrong_new_table(env, damage, message):
     # Failed is terminal: the copy it refused is removed first, so nothing burdens the table's writes.
     assert triggers_on(env.primary, env.database) == []
     assert sorted(tables_in(env.primary, env.database)) == [TABLE, "rename_audit"]
-    assert [t for t in tables_in(env.primary, env.pending) if t.endswith(NEW_TABLE)], "shadow not in pending drops"
+    assert [t for t in tables_in(env.primary, env.pending) if t.endswith(shadow(conf))], "shadow not in pending drops"
     env.primary.execute(f"INSERT INTO {q(env.database)}.{TABLE} (name, amount, created) VALUES ('app', 1, NOW())")
     assert "the copy will not be used" in env.log_file(conf["id"])
 
