@@ -1,4 +1,4 @@
-"""shift_staged_migrations: find staged migrations, claim each, start its shift_migration run."""
+"""shift_staged_migrations: claim each new staged migration and start its one shift_migration run."""
 
 from __future__ import annotations
 
@@ -21,15 +21,17 @@ with DAG(
     catchup=False,
     tags=["shift"],
     doc_md=__doc__ + """
-1. `wait_for_staged` (deferrable): polls `migrations/staged` on the triggerer every
-   `staged_poll_interval` seconds; no worker slot is held while nothing is staged,
-   and nothing is claimed while the stop file exists. An entry without a usable id
-   is logged once and does not wake it (else this continuous DAG would spin).
-2. `claim`: unstages each listed migration. Stolen ones (another runner won) are
-   skipped; malformed ones (an id of -7 or 0 included) are failed through the API
-   with the validation message.
-3. `trigger_migration`: one `shift_migration` run per claimed migration, run id
-   `mig-<id>-<step>-<time>`, conf = the migration as the API listed it.
+1. `wait_for_staged` (deferrable): waits on the triggerer for `migrations/staged` to list
+   a new migration (preparing), or one staged at a later status that no run claimed for
+   `adopt_staged_after` seconds. The poll is shared with every waiting run of the
+   triggerer: one request per `staged_poll_interval`. Nothing is claimed while the stop
+   file exists. An entry without a usable id is logged once and does not wake it.
+2. `claim`: unstages each. Stolen ones (another runner or run won) are skipped;
+   malformed ones (an id of -7 or 0 included) are failed through the API with the
+   validation message.
+3. `trigger_migration`: one `shift_migration` run per claim: `mig-<id>` for a new
+   migration, `mig-<id>-<lock_version>` for an adopted one; conf = the migration as
+   the API listed it, note = cluster, table, DDL, requestor/approver, shift link.
 """,
 ) as dag:
     staged = StagedMigrationsSensor(task_id="wait_for_staged")

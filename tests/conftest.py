@@ -100,7 +100,8 @@ def shift_settings(tmp_path, monkeypatch):
             "log_dir": str(tmp_path / "shift-logs"), "stop_file_path": str(tmp_path / "stop"),
             "pending_drops_db": "_pending_drops", "enable_trash": True,
             "log_sync_interval": 1, "state_sync_interval": 1, "progress_interval": 1,
-            "control_poll_interval": 0.5, "staged_poll_interval": 0.5,
+            "control_poll_interval": 0.5, "staged_poll_interval": 0.5, "wait_check_interval": 1,
+            "adopt_staged_after": 2,
             "allowed_config_dirs": [str(tmp_path / "ptosc-configs")],
         }
         data.update(overrides)

@@ -58,7 +58,14 @@ class Settings(BaseModel):
     staged_poll_interval: float = Field(default=5.0, gt=0)
     progress_interval: int = Field(default=5, ge=1)
     control_poll_interval: float = Field(default=2.0, gt=0)
-    clusters: list[str] = Field(default_factory=list)  # each gets its own copy task: one copy per cluster
+    # A run's human waits: each reads its own migration this often (besides the shared `staged` poll),
+    # to notice what `staged` never lists (deleted, failed); and gives up after this many days.
+    wait_check_interval: float = Field(default=300.0, gt=0)
+    wait_timeout_days: float = Field(default=30.0, gt=0)
+    # A migration staged at a later status (3, 5, 9, 11) that no waiting run claimed for this long
+    # is adopted by a new run (`mig-<id>-<lock_version>`).
+    adopt_staged_after: float = Field(default=30.0, ge=0)
+    clusters: list[str] = Field(default_factory=list)  # the clusters copies run on (documentation; the pool caps copies)
     copy_pool: str = "shift_copy"  # the global cap on copies running at once
     allowed_config_dirs: list[str] = Field(default_factory=lambda: ["/etc/shift/pt-osc"])
     prefer_instant_ddl: bool = True  # metadata-only ALTERs skip the copy (ALGORITHM=INSTANT at rename); see instant_ddl

@@ -33,8 +33,14 @@ def test_dag_shapes():
     assert staged.max_active_runs == 1 and staged.doc_md
     assert list(staged.task_dict) == ["wait_for_staged", "claim", "trigger_migration"]
     migration = bag.get_dag("shift_migration")
-    assert migration.doc_md and "route" in migration.task_dict
-    assert {"prepare.validate_final_insert", "prepare.dry_run", "prepare.table_stats", "prepare.advance",
-            "copy.any_cluster", "run_ddl", "rename", "pause", "cancel", "reject"} <= set(migration.task_dict)
-    copy = migration.task_dict["copy.any_cluster"]
-    assert copy.pool == "shift_copy" and copy.max_active_tis_per_dag == 1 and copy.retries == 0
+    assert migration.doc_md and "route" not in migration.task_dict
+    # One run per migration: its tasks follow the migration's life, in order.
+    assert list(migration.task_dict) == [
+        "prepare.validate_final_insert", "prepare.dry_run", "prepare.detect_instant_ddl", "prepare.table_stats",
+        "prepare.advance", "await_start", "copy", "run_ddl", "await_rename", "rename"]
+    assert migration.task_dict["await_start"].downstream_task_ids == {"copy", "run_ddl"}
+    assert migration.task_dict["copy"].downstream_task_ids == {"await_rename"}
+    assert migration.task_dict["await_rename"].downstream_task_ids == {"rename"}
+    assert migration.task_dict["run_ddl"].downstream_task_ids == set()
+    copy = migration.task_dict["copy"]
+    assert copy.pool == "shift_copy" and copy.retries == 0

@@ -354,6 +354,14 @@ class ShiftApiHook(HttpHook):
     def cancel(self, migration_id: int | str) -> dict[str, Any]:
         return self._post("cancel", {"id": migration_id})
 
+    def resume(self, migration_id: int | str, lock_version: int | None) -> dict[str, Any]:
+        """The human endpoint a cleared copy at error (13) uses: back to copy in progress (3), staged.
+
+        Only when a DBA clears the failed copy task in Airflow (that is the human act); the
+        current lock_version makes it refuse when someone else moved the migration meanwhile.
+        """
+        return self._post("resume", {"id": migration_id, "lock_version": lock_version})
+
     def fail(self, migration_id: int | str, error_message: str) -> dict[str, Any]:
         """Terminal failure (10)."""
         return self._post("fail", {"id": migration_id, "error_message": error_message})

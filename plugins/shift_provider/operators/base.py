@@ -2,7 +2,16 @@
 
 A step's operator implements ``run_step``; this base loads the migration from the
 DAG run's conf (templated, so ``airflow dags test shift_migration -c '<json>'``
-works by hand), and on the final failed try tells shift exactly once.
+works by hand) and the newest claim a task of the run made (``run_state``), and on
+the final failed try tells shift exactly once.
+
+Before a step acts it checks, in this order: did an earlier task of the run end the
+migration (skipped, saying how)? does the step apply to this migration at all
+(``nothing_to_do``: skipped with the reason)? and where is the migration in shift now
+(``check_current``): terminal (completed, failed, canceled, deleted) fails at once
+with what to do, before any SQL; moved on since the claim (a cleared task of a step
+already done) is skipped with the reason. So a cleared task never re-runs SQL on a
+migration shift has finished with, and no task is green without doing its step.
 """
 
 from __future__ import annotations
@@ -12,14 +21,16 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from shift_provider import run_state
 
 from shift_provider.codes import MACHINE_STATUSES, Status
-from shift_provider.exceptions import MalformedMigrationError, MigrationStepError
+from shift_provider.exceptions import MalformedMigrationError, MigrationStepError, ShiftApiError
 from shift_provider.hooks.cluster import ShiftClusterHook, apply_overrides
 from shift_provider.links import ShiftMigrationLink
-from shift_provider.models import Migration
+from shift_provider.models import Migration, MigrationLifecycle
 from shift_provider.settings import Settings, get_settings
 from shift_provider.state_machine import Outcome, rule_for
 
@@ -40,6 +51,7 @@ class ShiftMigrationOperator(BaseOperator):
         super().__init__(**kwargs)
         self.migration = migration
         self.shift_api_conn_id = shift_api_conn_id
+        self._payload: Any = None  # the conf with the run's newest claim: what a new claim merges into
 
     # --- what a step uses ---------------------------------------------------
 
@@ -56,15 +68,55 @@ class ShiftMigrationOperator(BaseOperator):
     def cluster(self, migration: Migration, database: str | None = None) -> ShiftClusterHook:
         return ShiftClusterHook(migration, self.settings, database=database)
 
-    def load_migration(self) -> Migration:
-        """The conf as a validated Migration, with the settings' overrides applied."""
+    def load_migration(self, context: Any = None) -> Migration:
+        """The conf (and the run's newest claim) as a validated Migration, with the settings' overrides applied."""
         payload = self.migration
         if isinstance(payload, str):
             try:
                 payload = json.loads(payload)
             except json.JSONDecodeError as exc:
                 raise MalformedMigrationError(f"the DAG run conf is not a JSON migration: {exc.msg}") from None
+        claim = run_state.latest_claim(context) if context is not None else None
+        if claim is not None and isinstance(payload, dict):
+            payload = run_state.with_claim(payload, claim)
+        self._payload = payload
         return apply_overrides(Migration.from_payload(payload), self.settings)
+
+    def claim(self, context: Any, migration: Migration) -> Migration | None:
+        """Unstage the migration for this run; None when another runner got it first."""
+        claim = self.api.unstage(migration.id)
+        if claim.stolen:
+            self.log.warning("migration %s was claimed by another runner: this run leaves it alone", migration.id)
+            return None
+        run_state.record_claim(context, claim.payload)
+        self._payload = run_state.with_claim(self._payload, claim.payload)
+        return apply_overrides(Migration.from_payload(self._payload), self.settings)
+
+    # --- before the step: does it apply, and where is the migration now ----------------
+
+    def nothing_to_do(self, context: Any, migration: Migration) -> str | None:
+        """Why this step has nothing to do for this migration (it then ends skipped), or None."""
+        return None
+
+    def current(self, migration: Migration) -> MigrationLifecycle | None:
+        """The migration as shift shows it now; None when it was deleted."""
+        try:
+            return self.api.get_migration(migration.id)
+        except ShiftApiError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    def check_current(self, context: Any, migration: Migration) -> Migration:
+        """Fail at once when shift has finished with the migration; skip when it moved on since the claim."""
+        now = self.current(migration)
+        refuse_terminal(migration, now)
+        assert now is not None
+        if now.status != migration.status:
+            raise AirflowSkipException(
+                f"nothing to do: migration {migration.id} is now at {describe(now.status)} in shift, and "
+                f"{self.task_id} acts at {describe(migration.status)}: this step was already done")
+        return migration
 
     # --- the run ------------------------------------------------------------
 
@@ -73,7 +125,7 @@ class ShiftMigrationOperator(BaseOperator):
 
     def execute(self, context: Any) -> Any:
         try:
-            migration = self.load_migration()
+            migration = self.load_migration(context)
         except MalformedMigrationError as exc:
             self._fail_unparsed(exc)
             raise AirflowFailException(str(exc)) from None
@@ -81,6 +133,13 @@ class ShiftMigrationOperator(BaseOperator):
         self.log.info("shift migration %s: `%s`.`%s` on %s:%s, status %s (%d)", migration.id, migration.database,
                       migration.table, migration.host, migration.port, migration.status.name.lower(),
                       migration.status)
+        how = run_state.ended(context)
+        if how is not None:
+            raise AirflowSkipException(f"nothing to do: {how}")
+        reason = self.nothing_to_do(context, migration)
+        if reason is not None:
+            raise AirflowSkipException(f"nothing to do: {reason}")
+        migration = self.check_current(context, migration)
         try:
             return self.run_step(context, migration)
         except PERMANENT_ERRORS as exc:
@@ -126,6 +185,38 @@ class ShiftMigrationOperator(BaseOperator):
         self.log.error("the DAG run conf is not a valid migration; shift is not told: %s", exc)
 
 
+def describe(status: Status | int | None) -> str:
+    """``completed (8)``: how a status is named in messages."""
+    if status is None:
+        return "deleted"
+    try:
+        return f"{Status(int(status)).name.lower().replace('_', ' ')} ({int(status)})"
+    except ValueError:
+        return f"status {status}"
+
+
+# What a DBA can do about a migration shift has finished with.
+WHAT_TO_DO = {
+    Status.COMPLETED: "its DDL is applied; file a new migration in shift to change the table again",
+    Status.FAILED: "read its error in shift, fix the cause and file a new migration",
+    Status.CANCELED: "its copy was cleaned up; file a new migration in shift to try again",
+}
+
+
+def refuse_terminal(migration: Migration, now: MigrationLifecycle | None) -> None:
+    """Fail the task at once, before any SQL, when shift has finished with the migration."""
+    if now is None:
+        raise AirflowFailException(
+            f"migration {migration.id} no longer exists in shift (deleted): nothing to do; this run ends here")
+    finished = now.status in (Status.COMPLETED, Status.FAILED) or (
+        now.status == Status.CANCELED and not now.staged and migration.status != Status.CANCELED)
+    if finished:
+        detail = f": {now.error_message}" if now.status == Status.FAILED and now.error_message else ""
+        raise AirflowFailException(
+            f"migration {migration.id} is {describe(now.status)} in shift{detail}; nothing was done, no SQL "
+            f"ran. Retrying this task cannot change that: {WHAT_TO_DO[now.status]}")
+
+
 def current_status(shown: Any) -> Status:
     """The status in a ``show`` answer, whatever else that answer holds."""
     migration = shown.get("migration") if isinstance(shown, dict) else None
@@ -133,14 +224,3 @@ def current_status(shown: Any) -> Status:
     if isinstance(status, bool) or not isinstance(status, (int, str)) or not str(status).strip().isdigit():
         raise MalformedMigrationError(f"shift's answer has no usable status: {status!r}")
     return Status(int(str(status).strip()))
-
-
-class RejectMigrationOperator(ShiftMigrationOperator):
-    """The branch for a conf no step may act on (malformed, or a human's status)."""
-
-    ui_color = "#fee2e2"
-
-    def run_step(self, context: Any, migration: Migration) -> Any:
-        raise AirflowFailException(
-            f"migration {migration.id} at status {migration.status.name.lower()} is not the runner's to act on"
-        )

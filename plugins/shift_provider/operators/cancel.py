@@ -38,42 +38,7 @@ class CancelOperator(ShiftMigrationOperator):
     def run_step(self, context: Any, migration: Migration) -> Any:
         if migration.status != Status.CANCELED:
             raise MigrationStepError(f"migration {migration.id} is at {migration.status.name.lower()}, not canceled")
-        state = wait_for_copy_release(self, migration.id, self.release_timeout)
-        state.database, state.table = migration.database, migration.table
-        new_table = state.new_table or ptosc.shadow_table_name(migration.table, migration.id)
-        hook = self.cluster(migration)
-        mine, others = leftovers.split(hook, migration.database, migration.table, migration.id, new_table)
-        if others:
-            self.log.warning("leaving alone what is not this migration's on `%s`.`%s`: %s", migration.database,
-                             migration.table,
-                             ", ".join(f"{o.describe()} (migration {o.owner or 'unknown'})" for o in others))
-
-        # Triggers first: with them gone, no write reaches the shadow table any more.
-        triggers = [x.name for x in mine if x.kind == "trigger"]
-        if triggers:
-            schema_ops.drop_triggers(hook, migration.database, triggers, LockBound.of(self.settings), self.log)
-            self.log.info("dropped this migration's pt-osc triggers %s on `%s`.`%s`", triggers, migration.database,
-                          migration.table)
-        else:
-            self.log.info("no pt-osc triggers of this migration on `%s`.`%s`", migration.database, migration.table)
-        state.triggers = []
-        state.mark("cancel_triggers_dropped")
-
-        # The shadow table holds a partial copy nobody will use: pending drops (or dropped).
-        shadows = [x.name for x in mine if x.kind == "shadow table"]
-        for shadow in shadows:
-            where = schema_ops.retire_table(hook, self.settings, migration.database, shadow, log=self.log)
-            state.retired_to = where
-            self.log.info("shadow table `%s`.`%s` -> %s", migration.database, shadow, where)
-        if not shadows:
-            self.log.info("no shadow table of this migration in `%s`", migration.database)
-        state.mark("cancel_shadow_retired")
-        if state.copy_status == "running":
-            state.copy_status = "stopped"
-        save_state(self.api, state)
-        self.log.info("migration %s canceled and cleaned up: nothing of the copy is left on `%s`.`%s`",
-                      migration.id, migration.database, migration.table)
-        return {"outcome": "canceled", "triggers_dropped": triggers, "shadow_table": state.retired_to or None}
+        return clean_up_canceled(self, migration, self.release_timeout)
 
     def report_failure(self, migration: Migration, exc: BaseException, *, final: bool) -> None:
         """A retryable failure (the lock bound ran out behind a long transaction, a lost connection) leaves
@@ -89,3 +54,47 @@ class CancelOperator(ShiftMigrationOperator):
             self.api.append_to_file(migration.id, message + "\n")
         except Exception as api_exc:  # the API may be what failed
             self.log.error("could not write the failure to the shift log: %s", api_exc)
+
+
+def clean_up_canceled(operator: ShiftMigrationOperator, migration: Migration,
+                      release_timeout: float) -> dict[str, Any]:
+    """Wait for a running copy to stop, then remove this migration's triggers and shadow table (idempotent).
+
+    Used by the cancel step and by every task of a run that claims a cancel (a wait, the copy).
+    """
+    state = wait_for_copy_release(operator, migration.id, release_timeout)
+    state.database, state.table = migration.database, migration.table
+    new_table = state.new_table or ptosc.shadow_table_name(migration.table, migration.id)
+    hook = operator.cluster(migration)
+    mine, others = leftovers.split(hook, migration.database, migration.table, migration.id, new_table)
+    if others:
+        operator.log.warning("leaving alone what is not this migration's on `%s`.`%s`: %s", migration.database,
+                             migration.table,
+                             ", ".join(f"{o.describe()} (migration {o.owner or 'unknown'})" for o in others))
+
+    # Triggers first: with them gone, no write reaches the shadow table any more.
+    triggers = [x.name for x in mine if x.kind == "trigger"]
+    if triggers:
+        schema_ops.drop_triggers(hook, migration.database, triggers, LockBound.of(operator.settings), operator.log)
+        operator.log.info("dropped this migration's pt-osc triggers %s on `%s`.`%s`", triggers, migration.database,
+                          migration.table)
+    else:
+        operator.log.info("no pt-osc triggers of this migration on `%s`.`%s`", migration.database, migration.table)
+    state.triggers = []
+    state.mark("cancel_triggers_dropped")
+
+    # The shadow table holds a partial copy nobody will use: pending drops (or dropped).
+    shadows = [x.name for x in mine if x.kind == "shadow table"]
+    for shadow in shadows:
+        where = schema_ops.retire_table(hook, operator.settings, migration.database, shadow, log=operator.log)
+        state.retired_to = where
+        operator.log.info("shadow table `%s`.`%s` -> %s", migration.database, shadow, where)
+    if not shadows:
+        operator.log.info("no shadow table of this migration in `%s`", migration.database)
+    state.mark("cancel_shadow_retired")
+    if state.copy_status == "running":
+        state.copy_status = "stopped"
+    save_state(operator.api, state)
+    operator.log.info("migration %s canceled and cleaned up: nothing of the copy is left on `%s`.`%s`",
+                      migration.id, migration.database, migration.table)
+    return {"outcome": "canceled", "triggers_dropped": triggers, "shadow_table": state.retired_to or None}

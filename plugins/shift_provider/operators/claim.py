@@ -1,5 +1,11 @@
 """Claim staged migrations (unstage) and name the shift_migration runs to start.
 
+One run per migration: a migration claimed at preparing (0) starts run ``mig-<id>``,
+which then follows it through its life (its own tasks claim the later steps). A
+migration staged at a later status that no run claimed (filed before this runner was
+deployed, its run deleted, resumed in shift after its run ended) is adopted by a new
+run ``mig-<id>-<lock_version>`` (unique per claim) that starts at its current step.
+
 The runner never acts on a migration it did not unstage itself: a stolen claim is
 skipped; a malformed payload is claimed, then failed through the API with the
 validation message, and the others go on. That includes an id no migration may have
@@ -9,12 +15,12 @@ validation message, and the others go on. That includes an id no migration may h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator
 
+from shift_provider.codes import Status
 from shift_provider.exceptions import MalformedMigrationError, MigrationStepError, ShiftApiError
 from shift_provider.models import Migration, claimed_payload
 from shift_provider.settings import get_settings
@@ -22,10 +28,30 @@ from shift_provider.staged_ids import addressable_id, log_unaddressable
 from shift_provider.state_machine import step_for
 
 
-def migration_run_id(migration: Migration, now: datetime | None = None) -> str:
-    """``mig-<id>-<step>-<time>``: readable in the Airflow UI's run list."""
-    now = now or datetime.now(timezone.utc)
-    return f"mig-{migration.id}-{step_for(migration).value}-{now.strftime('%Y%m%dT%H%M%S%f')[:-3]}"
+def migration_run_id(migration: Migration, lock_version: Any = None) -> str:
+    """``mig-<id>`` for the run that starts at preparing; ``mig-<id>-<lock_version>`` for an adopting run."""
+    step_for(migration)  # a status no step acts on is refused here, before any run exists
+    if migration.status == Status.PREPARING:
+        return f"mig-{migration.id}"
+    return f"mig-{migration.id}-{lock_version if isinstance(lock_version, int) else 'adopted'}"
+
+
+def clip(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_note(migration: Migration, conf: dict[str, Any], url_template: str) -> str:
+    """The run's note (markdown, shown with the run in the grid): what the migration is about."""
+    lines = [
+        f"**{migration.cluster_name or migration.host}** `{migration.database}.{migration.table}`",
+        f"`{clip(migration.ddl_statement, 160)}`",
+        f"requested by {conf.get('requestor') or '?'}, approved by {conf.get('approved_by') or '(not yet)'}",
+        f"[shift migration {migration.id}]({url_template.format(id=migration.id)})",
+    ]
+    if migration.status != Status.PREPARING:
+        lines.append(f"adopted at {migration.status.name.lower()} ({int(migration.status)})")
+    return "  \n".join(lines)
 
 
 class ClaimMigrationsOperator(BaseOperator):
@@ -79,12 +105,13 @@ class ClaimMigrationsOperator(BaseOperator):
         conf = claimed_payload(payload, claim.payload)
         try:
             migration = Migration.from_payload(conf)
-            run_id = migration_run_id(migration)
+            run_id = migration_run_id(migration, conf.get("lock_version"))
         except (MalformedMigrationError, MigrationStepError) as exc:
             self.log.error("failing migration %s: %s", migration_id, exc)
             api.fail(migration_id, str(exc)[:2000])  # as the steps clip theirs: readable in the shift UI
             return None
-        return {"trigger_run_id": run_id, "conf": conf}
+        return {"trigger_run_id": run_id, "conf": conf,
+                "note": run_note(migration, conf, get_settings().shift_ui_url_template)}
 
 
 class TriggerMigrationRunOperator(TriggerDagRunOperator):

@@ -5,6 +5,11 @@ for the rename step. It touches only its own leftovers: another migration's on t
 table make it refuse (see ``leftovers``). While pt-osc runs, this task streams its output (task log, local
 file, shift log), publishes progress (XCom and the API), keeps the state document
 current, and watches shift: a pause (11), a cancel (9) or the stop file stops pt-osc.
+
+Pause and cancel are this task's to finish (``CopyOperator.after_stop``): it claims the
+pause, moves shift to paused (12) and defers until a human resumes (it claims the
+resume and copies again, in the same task) or cancels (it cleans up and ends skipped).
+Cleared after a failure with the migration at error (13), it resumes it in shift first.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import bounded_ddl, leftovers, ptosc, schema_ops, table_definition, unique_keys
+from airflow.sdk.exceptions import AirflowSkipException
+
+from shift_provider import bounded_ddl, leftovers, ptosc, run_state, schema_ops, table_definition, unique_keys
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.log_shipper import LOG_FILE_NAME, LogShipper
 from shift_provider.models import Migration
-from shift_provider.operators.base import ShiftMigrationOperator
+from shift_provider.operators.base import ShiftMigrationOperator, describe, refuse_terminal
 from shift_provider.ptosc_process import ChildProcess, OutputLine
 from shift_provider.sql import qualified
 from shift_provider.state_file import MigrationState, load_state, save_state
@@ -69,16 +76,99 @@ class CopyOperator(ShiftMigrationOperator):
         self.stop_grace_seconds = stop_grace_seconds
         self._copy: CopyRun | None = None
 
+    def nothing_to_do(self, context: Any, migration: Migration) -> str | None:
+        if not migration.uses_ptosc:
+            return "a short run, CREATE or DROP: run_ddl runs its DDL"
+        if migration.status not in (Status.COPY_IN_PROGRESS, Status.PAUSING, Status.CANCELED):
+            return f"this run started at {describe(migration.status)}: nothing to copy"
+        return None
+
+    def check_current(self, context: Any, migration: Migration) -> Migration:
+        """A cleared copy at error (13) resumes it; a copy staged again (resumed, offered) is claimed."""
+        now = self.current(migration)
+        refuse_terminal(migration, now)
+        assert now is not None
+        if now.status == Status.ERROR:
+            self.log.info("migration %s is at error (13): clearing its copy is the DBA's resume; resuming it "
+                          "in shift (lock_version %s), then claiming it", migration.id, now.lock_version)
+            self.api.resume(migration.id, now.lock_version)
+            now = self.current(migration)
+            assert now is not None
+        if now.staged and now.status in (Status.COPY_IN_PROGRESS, Status.PAUSING, Status.CANCELED):
+            claimed = self.claim(context, migration)
+            if claimed is None:
+                raise AirflowSkipException(f"migration {migration.id} was claimed at {describe(now.status)} by "
+                                           "another run: that run acts on it, this one ends here")
+            return claimed
+        if now.status == Status.PAUSED and migration.status == Status.PAUSING:
+            self.defer_until_resumed(migration)
+        return super().check_current(context, migration)
+
     def run_step(self, context: Any, migration: Migration) -> Any:
         if not migration.uses_ptosc:
             raise MigrationStepError(f"migration {migration.id} is not a pt-osc ALTER; the copy step does not apply")
+        if migration.status != Status.COPY_IN_PROGRESS:  # a pause or cancel this run claimed
+            return self.after_stop(context, migration, None)
         from shift_provider import instant_ddl  # imports this module
 
         skipped = instant_ddl.skip_copy(self, context, migration)  # an instant-capable ALTER copies nothing
         if skipped is not None:
             return skipped
         self._copy = CopyRun(self, context, migration)
-        return self._copy.run()
+        result = self._copy.run()
+        if result.get("outcome") == "stopped":
+            return self.after_stop(context, migration, result["reason"])
+        return result
+
+    # -- pause, cancel, hand-back: this task finishes what stopped the copy -----------------
+
+    def after_stop(self, context: Any, migration: Migration, reason: str | None) -> Any:
+        """The copy stopped (or never ran) because of a pause, a cancel or the stop file."""
+        if reason == "stop_file":
+            run_state.mark_ended(context, f"migration {migration.id} was handed back to shift (the runner's stop "
+                                          "file); a new run adopts it")
+            raise AirflowSkipException("pt-osc stopped by the runner's stop file: migration offered back to shift")
+        if reason is not None:  # the copy saw the pause or cancel: claim it for this run
+            claimed = self.claim(context, migration)
+            if claimed is None:
+                raise AirflowSkipException(f"the {reason} of migration {migration.id} was claimed by another run")
+            migration = claimed
+        from shift_provider.operators.cancel import clean_up_canceled
+        from shift_provider.operators.pause import wait_for_copy_release
+
+        if migration.status == Status.CANCELED:
+            clean_up_canceled(self, migration, 60.0)
+            run_state.mark_ended(context, f"migration {migration.id} was canceled in shift; the copy task stopped "
+                                          "pt-osc and removed its triggers and shadow table")
+            raise AirflowSkipException(f"migration {migration.id} canceled: pt-osc stopped, its triggers and shadow "
+                                       "table removed; nothing was copied for a rename")
+        if migration.status != Status.PAUSING:
+            raise MigrationStepError(f"migration {migration.id} is at {describe(migration.status)}: not the copy's")
+        wait_for_copy_release(self, migration.id, 60.0)
+        self.api.next_step(migration.id)
+        self.log.info("migration %s paused (12): waiting (deferred) for a human to resume or cancel it",
+                      migration.id)
+        self.defer_until_resumed(migration)
+
+    def defer_until_resumed(self, migration: Migration) -> None:
+        from datetime import timedelta
+
+        from shift_provider.triggers.migration_wait import MigrationWaitTrigger
+
+        self.defer(
+            trigger=MigrationWaitTrigger(
+                migration_id=migration.id, act_on=[int(Status.COPY_IN_PROGRESS), int(Status.CANCELED)],
+                shift_api_conn_id=self.shift_api_conn_id or self.settings.api_conn_id,
+                poll_interval=self.settings.staged_poll_interval,
+                check_interval=self.settings.wait_check_interval),
+            method_name="execute_complete",
+            timeout=timedelta(days=self.settings.wait_timeout_days),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """Woken while paused: claim the resume (copy again) or the cancel (clean up)."""
+        self.log.info("woken while paused: %s", event)
+        return self.execute(context)
 
     def on_kill(self) -> None:
         """SIGTERM (mark failed, timeout): kill pt-osc's whole group, hand the migration back."""

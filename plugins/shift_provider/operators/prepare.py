@@ -75,7 +75,17 @@ def require_preparing(migration: Migration) -> None:
         )
 
 
-class ValidateFinalInsertOperator(ShiftMigrationOperator):
+class PrepareStep(ShiftMigrationOperator):
+    """A sub-step of prepare: it acts only in a run that started at preparing (0)."""
+
+    def nothing_to_do(self, context: Any, migration: Migration) -> str | None:
+        if migration.status != Status.PREPARING:
+            return (f"this run started at {migration.status.name.lower()} ({int(migration.status)}); "
+                    "the migration was prepared by an earlier run")
+        return None
+
+
+class ValidateFinalInsertOperator(PrepareStep):
     """Prove the final insert is one plain INSERT that fits the table as the DDL leaves it, changing no data.
 
     See ``final_insert_check``: PREPARE on every engine, a rolled-back trial only where
@@ -105,7 +115,7 @@ class ValidateFinalInsertOperator(ShiftMigrationOperator):
                                                      self.settings.rename_lock_wait_timeout))
 
 
-class DryRunOperator(ShiftMigrationOperator):
+class DryRunOperator(PrepareStep):
     """Prove the DDL runs: pt-osc --dry-run for ALTERs, create-and-drop for CREATE, existence for DROP.
 
     :param timeout: seconds pt-osc may take before it is killed (default 600).
@@ -283,7 +293,7 @@ class DryRunOperator(ShiftMigrationOperator):
         self._kill()
 
 
-class DetectInstantDdlOperator(ShiftMigrationOperator):
+class DetectInstantDdlOperator(PrepareStep):
     """Decide whether the ALTER is instant on this server (metadata only), on an empty copy, never the table.
 
     The verdict goes to the state file (``instant_ddl``), XCom ``instant_ddl`` and the
@@ -298,7 +308,7 @@ class DetectInstantDdlOperator(ShiftMigrationOperator):
         return instant_ddl.detect(self, context, migration)
 
 
-class CollectTableStatsOperator(ShiftMigrationOperator):
+class CollectTableStatsOperator(PrepareStep):
     """Send the table's starting size (rows, data, index) to shift and to XCom ``table_stats``."""
 
     ui_color = "#e0f2fe"
@@ -321,7 +331,7 @@ class CollectTableStatsOperator(ShiftMigrationOperator):
         return None
 
 
-class AdvanceOperator(ShiftMigrationOperator):
+class AdvanceOperator(PrepareStep):
     """next_step 0 -> 1 (awaiting approval), once: a re-run after it moved does nothing."""
 
     ui_color = "#bbf7d0"

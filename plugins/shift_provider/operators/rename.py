@@ -69,6 +69,14 @@ class RenameOperator(ShiftMigrationOperator):
 
     # --- the step -------------------------------------------------------------------------
 
+    def nothing_to_do(self, context: Any, migration: Migration) -> str | None:
+        if not migration.uses_ptosc:
+            return "a short run, CREATE or DROP has no rename"
+        if migration.status != Status.RENAME_IN_PROGRESS:
+            return (f"the migration is at {migration.status.name.lower()} ({int(migration.status)}), "
+                    "not rename in progress")
+        return None
+
     def run_step(self, context: Any, migration: Migration) -> Any:
         current = self.api.get_migration(migration.id)
         if current.status == Status.COMPLETED:

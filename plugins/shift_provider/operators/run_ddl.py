@@ -19,7 +19,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from shift_provider import bounded_ddl, leftovers, schema_ops
+from shift_provider import bounded_ddl, leftovers, run_state, schema_ops
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError
@@ -66,6 +66,13 @@ class RunDdlOperator(ShiftMigrationOperator):
 
     ui_color = "#fde68a"
 
+    def nothing_to_do(self, context: Any, migration: Migration) -> str | None:
+        if migration.uses_ptosc:
+            return "a long-run ALTER: pt-osc copies it in the copy task"
+        if migration.status != Status.COPY_IN_PROGRESS:
+            return f"the migration is at {migration.status.name.lower()} ({int(migration.status)}), not copy in progress"
+        return None
+
     def run_step(self, context: Any, migration: Migration) -> None:
         if migration.status != Status.COPY_IN_PROGRESS:
             raise MigrationStepError(f"run_ddl runs at copy in progress (3); migration {migration.id} is at "
@@ -92,6 +99,7 @@ class RunDdlOperator(ShiftMigrationOperator):
             self.alter(hook, migration, state)
         self.final_insert(hook, migration, state)
         self.complete(migration)
+        run_state.mark_ended(context, f"migration {migration.id} completed by run_ddl")
 
     def _record(self, state: MigrationState, *steps: str) -> None:
         for step in steps:

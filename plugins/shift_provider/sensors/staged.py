@@ -12,7 +12,7 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 
 from shift_provider.settings import get_settings
 from shift_provider.staged_ids import log_unaddressable, split
-from shift_provider.triggers.staged import StagedMigrationsTrigger
+from shift_provider.triggers.staged import StagedMigrationsTrigger, is_new
 
 
 class StagedMigrationsSensor(BaseSensorOperator):
@@ -20,6 +20,9 @@ class StagedMigrationsSensor(BaseSensorOperator):
 
     Returns (XCom) the staged payloads exactly as the API listed them, except entries
     without a usable id: those are logged once and never wake it (see ``staged_ids``).
+    The first poke takes only new migrations (preparing); one staged at a later status
+    is left to the run waiting for it, and adopted only by the trigger, once it stayed
+    unclaimed for ``adopt_staged_after`` seconds.
     """
 
     template_fields: Sequence[str] = ("shift_api_conn_id",)
@@ -47,7 +50,8 @@ class StagedMigrationsSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=False)
         staged, unaddressable = split(self._hook().staged())
         log_unaddressable(self.log, unaddressable, self._logged)
-        return PokeReturnValue(is_done=bool(staged), xcom_value=staged)
+        new = [entry for entry in staged if is_new(entry)]
+        return PokeReturnValue(is_done=bool(new), xcom_value=new)
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
@@ -62,6 +66,7 @@ class StagedMigrationsSensor(BaseSensorOperator):
                 shift_api_conn_id=self.shift_api_conn_id or settings.api_conn_id,
                 stop_file_path=settings.stop_file_path,
                 already_logged=sorted(self._logged),
+                adopt_after=settings.adopt_staged_after,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
