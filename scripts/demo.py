@@ -103,10 +103,9 @@ def airflow_get(path: str) -> dict:
 
 def copy_xcom(migration_id: int) -> object:
     """The copy task's copy_percentage XCom, read back through Airflow's own REST API."""
-    runs = airflow_get("dags/shift_migration/dagRuns")["dag_runs"]
-    copy_run = [r["dag_run_id"] for r in runs if r["dag_run_id"].startswith(f"mig-{migration_id}-copy-")][-1]
-    entry = airflow_get(f"dags/shift_migration/dagRuns/{copy_run}/taskInstances/copy.on_demo/xcomEntries/copy_percentage")
-    return copy_run, entry["value"]
+    run_id = f"mig-{migration_id}"  # the migration's one run
+    entry = airflow_get(f"dags/shift_migration/dagRuns/{run_id}/taskInstances/copy/xcomEntries/copy_percentage")
+    return run_id, entry["value"]
 
 
 def start() -> None:
@@ -179,7 +178,8 @@ def start() -> None:
     rows_after = row_count(db, "demo", "employees")
     say(f"migration {mid} completed: demo.employees now has columns {columns}")
     copy_run, percentage = copy_xcom(mid)
-    say(f"Airflow shows run {copy_run}, task copy.on_demo, XCom copy_percentage = {percentage}; "
+    say(f"Airflow shows the migration as one run, {copy_run}: prepare, await_start, copy (XCom copy_percentage = "
+        f"{percentage}), await_rename, rename; "
         f"the migration's page: http://127.0.0.1:{API_PORT}/migrations/{mid}")
     say(f"Airflow keeps running at http://localhost:{AIRFLOW_PORT}; stop everything with `make demo-stop`")
     say(f"shift's table_rows_start/_end are information_schema estimates: {about(done.get('table_rows_start'))} "

@@ -41,7 +41,7 @@ def test_a_million_row_copy_is_checksummed_under_writes_and_swapped(airflow_home
     finally:
         writer.stop()
     assert str(copy.state) == "success", task_states(copy)
-    result = xcoms(copy)["copy.any_cluster"]["checksum"]
+    result = xcoms(copy)["copy"]["checksum"]
     assert result["rows"] >= ROWS and result["chunks"] > 10, result
     assert writer.operations > 100
     assert shift_api.migration(mid)["status"] == 4

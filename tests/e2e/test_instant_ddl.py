@@ -13,7 +13,7 @@ import pytest
 
 from shift_provider.state_file import MigrationState
 from tests.support.airflow import task_states, xcoms
-from tests.support.e2e import claim_and_run
+from tests.support.e2e import claim_and_run, step_of
 from tests.support.shift_api import shift_client
 from tests.support.tables import (
     BackgroundWriter,
@@ -73,7 +73,7 @@ def one_run(expected_step: str):
     runs = claim_and_run()
     assert len(runs) == 1, runs
     run_id, dag_run = runs[0]
-    assert f"-{expected_step}-" in run_id, run_id
+    assert step_of(dag_run) == expected_step, (run_id, task_states(dag_run))
     assert str(dag_run.state) == "success", task_states(dag_run)
     return dag_run
 
@@ -127,7 +127,7 @@ def test_instant_alter_copies_nothing_and_applies_at_rename(e2e, primary, databa
             assert state_of(e2e, mid).instant_ddl is True
             assert "this ALTER is instant on this server: no rows will be copied" in shift_log(e2e, mid)
 
-            copied = xcoms(copy)["copy.any_cluster"]
+            copied = xcoms(copy)["copy"]
             assert copied["copy_percentage"] == 100 and copied["copy_outcome"] == "instant", copied
             assert float(e2e.migration(mid)["copy_percentage"]) == 100
             assert "salary" not in columns_of(primary, database, "t")  # not live before the human's rename
@@ -161,7 +161,7 @@ def test_non_instant_alter_still_uses_ptosc(e2e, primary, database):
         copy = copy_step(e2e, mid)
         detect = xcoms(prepare)["prepare.detect_instant_ddl"]
         assert detect["instant_ddl"] is False and "Cannot change column type" in detect["instant_ddl_reason"]
-        assert xcoms(copy)["copy.any_cluster"]["copy_outcome"] == "copied"
+        assert xcoms(copy)["copy"]["copy_outcome"] == "copied"
         assert watcher.shadow_seen and len(watcher.triggers_seen) == 3
         human(e2e, "rename", str(mid))
         rename = one_run("rename")
@@ -186,7 +186,7 @@ def test_prefer_instant_ddl_off_forces_ptosc(e2e, shift_settings, primary, datab
         detect = xcoms(prepare)["prepare.detect_instant_ddl"]
         assert detect["instant_ddl"] is False and "detection is skipped" in detect["instant_ddl_reason"], detect
         assert ("custom option" if how == "custom_option" else "setting") in detect["instant_ddl_reason"]
-        assert xcoms(copy)["copy.any_cluster"]["copy_outcome"] == "copied"
+        assert xcoms(copy)["copy"]["copy_outcome"] == "copied"
         assert watcher.shadow_seen and watcher.triggers_seen
         human(e2e, "rename", str(mid))
         one_run("rename")
@@ -200,7 +200,7 @@ def test_instant_refused_at_rename_falls_back_to_ptosc(e2e, primary, database):
     create_sample_table(primary, database, "t", 3000)
     mid, _ = prepared(e2e, database, "ALTER TABLE t ADD COLUMN salary INT NULL")
     copy = copy_step(e2e, mid)
-    assert xcoms(copy)["copy.any_cluster"]["copy_outcome"] == "instant"
+    assert xcoms(copy)["copy"]["copy_outcome"] == "instant"
     before = primary.query("SELECT @@GLOBAL.innodb_instant_alter_column_allowed")[0][0]
     primary.execute("SET GLOBAL innodb_instant_alter_column_allowed = 'never'")
     try:

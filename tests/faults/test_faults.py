@@ -17,7 +17,7 @@ import pytest
 from shift_provider.codes import Status
 from shift_provider.state_file import MigrationState
 from tests.support.airflow import run_dag, task_states
-from tests.support.e2e import claim_and_run, spawn_migration_run
+from tests.support.e2e import WAITS, claim_and_run, spawn_migration_run
 from tests.support.faults import FaultProxy, kill_group, ptosc_processes, wait_for
 from tests.support.mariadb import MariaDBServer
 from tests.support.tables import (
@@ -33,7 +33,7 @@ from tests.support.tables import (
 # Small fixed chunks with a pause between them: the copy lasts long enough to be hit.
 SLOW_COPY = ["--chunk-size=500", "--chunk-time=0", "--sleep=0.05"]
 DDL = "ALTER TABLE t ADD COLUMN extra INT NOT NULL DEFAULT 7"
-COPY_TASK = "copy.any_cluster"
+COPY_TASK = "copy"
 PENDING = "_pending_drops"
 
 
@@ -73,8 +73,9 @@ def prepare_table(server: MariaDBServer, database: str, rows: int) -> None:
 
 
 def run_step(conf: dict):
-    """One shift_migration run in process (dag.test), as a worker would run the claimed step."""
-    return run_dag("shift_migration", conf)
+    """One shift_migration run in process (dag.test), as a worker would run the claimed step (step mode:
+    the human waits marked done, so the run does this claim's step and ends)."""
+    return run_dag("shift_migration", conf, mark_success_pattern=WAITS)
 
 
 def rename_and_check(api, server: MariaDBServer, database: str, migration_id: int, writer: BackgroundWriter) -> None:

@@ -75,46 +75,82 @@ class PinnedPercentages(Background):
         self.join_checked(timeout=30)
 
 
+def live_xcom(task_id: str, key: str):
+    """The newest value of an XCom of a task of the copy test DAG, read while its run goes on."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (session.query(XComModel).filter(XComModel.dag_id == COPY_DAG, XComModel.task_id == task_id,
+                                                XComModel.key == key)
+               .order_by(XComModel.timestamp.desc()).first())
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def copy_ti_state() -> str | None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = (session.query(TaskInstance).filter(TaskInstance.dag_id == COPY_DAG)
+              .order_by(TaskInstance.start_date.desc()).first())
+        return None if ti is None else str(ti.state)
+
+
 def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, primary, database):
+    """Pause: the copy stops pt-osc, claims the pause, moves to 12 and waits deferred; resume: it copies again."""
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
     writer = BackgroundWriter(primary, database, "t").start()
-    pauser = Background(lambda: (when(copying(shift_api, mid)), shift_api.human("pause", mid))[1])
-    pauser.start()
-    run = run_dag(COPY_DAG, conf)
-    assert pauser.join_checked().status_code == 200
-    assert task_states(run) == {"copy": "success"}
-    values = xcoms(run)["copy"]
-    assert values["copy_outcome"] == "stopped:paused"
-    migration = shift_api.migration(mid)
-    assert migration["status"] == Status.PAUSING and migration["staged"] and migration["run_host"] is None
-    paused_at = values["copy_percentage"]
-    assert 0 < paused_at < 100 and float(migration["copy_percentage"]) == paused_at
-    # Nothing copies any more: no ETA, and the line says where the copy stopped.
-    assert values["eta_seconds"] is None and values["waiting_reason"] is None
-    assert values["progress_line"] == (f"copy stopped (paused) at {paused_at}%; "
-                                       "the next attempt copies again from 0%")
-    assert state_of(shift_api, mid).copy_status == "stopped"
-    assert not [p for p in psutil.process_iter(["cmdline"]) if f"D={database}" in " ".join(p.info["cmdline"] or [])]
+    seen: dict = {}
+
+    def pause_then_resume():
+        when(copying(shift_api, mid))
+        assert shift_api.human("pause", mid).status_code == 200
+        when(lambda: shift_api.migration(mid)["status"] == Status.PAUSED, timeout=60)
+        seen["task_state"] = when(lambda: copy_ti_state() == "deferred" and "deferred", timeout=30)
+        seen["migration"] = shift_api.migration(mid)
+        seen["outcome"] = live_xcom("copy", "copy_outcome")
+        seen["progress_line"] = live_xcom("copy", "progress_line")
+        seen["eta"] = live_xcom("copy", "eta_seconds")
+        seen["state"] = state_of(shift_api, mid).copy_status
+        seen["ptosc"] = [p for p in psutil.process_iter(["cmdline"]) if f"D={database}" in " ".join(p.info["cmdline"] or [])]
+        seen["percentages"] = PinnedPercentages(shift_api, mid).start()
+        return shift_api.human("resume", mid)
+
+    def dba():
+        try:
+            return pause_then_resume()
+        except BaseException:  # end the copy's wait, or dag.test() would wait for the resume forever
+            shift_api.request("POST", "migrations/fail", {"id": mid, "error_message": "test failed"})
+            raise
+
+    human = Background(dba)
+    human.start()
+    try:
+        run = run_dag(COPY_DAG, conf)
+    finally:
+        if "percentages" in seen:
+            seen["percentages"].stop()
+    assert human.join_checked().status_code == 200
+    # While paused: deferred (not green), 12, pt-osc gone, state kept, the XComs say where it stopped.
+    assert seen["task_state"] == "deferred"
+    paused = seen["migration"]
+    assert paused["status"] == Status.PAUSED and not paused["staged"] and paused["run_host"] is None
+    paused_at = float(paused["copy_percentage"])
+    assert 0 < paused_at < 100
+    assert seen["outcome"] == "stopped:paused" and seen["eta"] is None
+    assert seen["progress_line"] == f"copy stopped (paused) at {int(paused_at)}%; the next attempt copies again from 0%"
+    assert seen["state"] == "stopped" and not seen["ptosc"]
     assert "stopping pt-osc: shift moved migration" in local_log(copy_env, mid)
 
-    # The pause step: no copy holds it any more, so paused (12) at once.
-    run = run_dag("shift_test_pause", claim(shift_api, mid))
-    assert task_states(run) == {"pause": "success"}
-    assert shift_api.migration(mid)["status"] == Status.PAUSED
-
-    # A human resumes: 3 staged again; the copy cleans up the partial attempt and copies again.
-    assert shift_api.human("resume", mid).status_code == 200
-    seen = PinnedPercentages(shift_api, mid).start()
-    try:
-        run = run_dag(COPY_DAG, claim(shift_api, mid))
-    finally:
-        seen.stop()
+    # Resumed in the same task: it cleaned up the partial attempt and copied again.
     assert task_states(run) == {"copy": "success"}
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
     # From the moment the resumed copy pinned its host, shift never showed the old attempt's percentage.
-    assert seen.values and seen.values[0] < paused_at, (paused_at, seen.values)
+    values = seen["percentages"].values
+    assert values and values[0] < paused_at, (paused_at, values)
     values = xcoms(run)["copy"]
     assert values["copy_percentage"] == 100 and values["eta_seconds"] == 0
     assert values["progress_line"] == f"copy done: 100% of `{database}`.`t` copied into `_t_new_{mid}`"
@@ -136,20 +172,17 @@ def test_cancel_mid_copy_removes_triggers_and_shadow_table(copy_env, shift_api, 
     canceler.start()
     run = run_dag(COPY_DAG, conf)
     assert canceler.join_checked().status_code == 200
-    assert task_states(run) == {"copy": "success"}
+    # The copy claimed the cancel and cleaned up itself; it copied nothing for a rename: skipped.
+    assert task_states(run) == {"copy": "skipped"}
     assert xcoms(run)["copy"]["copy_outcome"] == "stopped:canceled"
-    assert triggers_on(primary, database, "t") and f"_t_new_{mid}" in tables_in(primary, database)
-
-    cancel_conf = claim(shift_api, mid)
-    run = run_dag("shift_test_cancel", cancel_conf)
-    assert task_states(run) == {"cancel": "success"}
     assert triggers_on(primary, database) == []
     assert tables_in(primary, database) == ["t"]
     assert columns_of(primary, database, "t") == ["id", "name", "amount", "created"]
     assert any(name.endswith(f"_t_new_{mid}") for name in tables_in(primary, "_pending_drops"))
     migration = shift_api.migration(mid)
-    assert migration["status"] == Status.CANCELED and migration["run_host"] is None
-    # Idempotent: a second run finds nothing left to do.
+    assert migration["status"] == Status.CANCELED and migration["run_host"] is None and not migration["staged"]
+    # Idempotent: the cancel step run again on that claim finds nothing left to do.
+    cancel_conf = {**conf, "status": int(Status.CANCELED), "staged": False}
     run = run_dag("shift_test_cancel", cancel_conf)
     assert task_states(run) == {"cancel": "success"}
     assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
@@ -180,7 +213,7 @@ def test_stop_file_stops_the_copy_and_offers_the_migration_back(copy_env, shift_
     stopper.start()
     run = run_dag(COPY_DAG, conf)
     stopper.join_checked()
-    assert task_states(run) == {"copy": "success"}
+    assert task_states(run) == {"copy": "skipped"}  # handed back: not green, nothing copied
     assert xcoms(run)["copy"]["copy_outcome"] == "stopped:stop_file"
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"] and migration["run_host"] is None
@@ -248,8 +281,8 @@ def test_a_copy_counts_as_released_when_unpinned_stopped_or_silent_too_long():
     assert "gone" in copy_release_reason(migration("w1"), state("running", 120), 30)
 
 
-def test_pause_step_waits_for_a_concurrently_running_copy(copy_env, shift_api, primary, database, tmp_path):
-    """The copy runs in its own `airflow dags test` process while the pause step runs here."""
+def test_a_copy_in_another_process_pauses_itself_and_waits(copy_env, shift_api, primary, database, tmp_path):
+    """The copy runs in its own `airflow dags test` process; a pause stops it there, it moves to 12 and waits."""
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
@@ -260,9 +293,8 @@ def test_pause_step_waits_for_a_concurrently_running_copy(copy_env, shift_api, p
         when(copying(shift_api, mid), timeout=120)
         assert shift_api.migration(mid)["run_host"]  # the copy holds it
         assert shift_api.human("pause", mid).status_code == 200
-        run = run_dag("shift_test_pause", claim(shift_api, mid))
-        assert task_states(run) == {"pause": "success"}
-        assert airflow.wait(timeout=60) == 0
+        when(lambda: shift_api.migration(mid)["status"] == Status.PAUSED, timeout=60)
+        assert airflow.poll() is None  # the task waits (deferred) for a resume or cancel, it did not end
     finally:
         try:
             os.killpg(airflow.pid, signal.SIGKILL)

@@ -572,9 +572,16 @@ class Deployment:
         return self.rest("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})["task_instances"]
 
     def migration_runs(self, migration_id: int, step: str | None = None) -> list[dict]:
-        """shift_migration runs of one migration (run id ``mig-<id>-<step>-<time>``), oldest first."""
-        prefix = f"mig-{migration_id}-" + (f"{step}-" if step else "")
-        runs = [r for r in self.dag_runs("shift_migration") if r["dag_run_id"].startswith(prefix)]
+        """shift_migration runs of one migration (``mig-<id>``, adopting runs ``mig-<id>-<n>``), oldest first.
+
+        ``step``: only the runs in which that step's task (``copy``, ``rename``, ``prepare.advance``...) acted.
+        """
+        runs = [r for r in self.dag_runs("shift_migration")
+                if r["dag_run_id"] == f"mig-{migration_id}" or r["dag_run_id"].startswith(f"mig-{migration_id}-")]
+        if step:
+            task = {"prepare": "prepare.advance"}.get(step, step)
+            runs = [r for r in runs if any(ti["task_id"] == task and ti["state"] not in ("skipped", None)
+                                           for ti in self.task_instances("shift_migration", r["dag_run_id"]))]
         return sorted(runs, key=lambda r: r["dag_run_id"])
 
     def migration_tis(self, migration_id: int, step: str | None = None) -> list[dict]:

@@ -6,6 +6,13 @@ TriggerDagRunOperator creates; these helpers take their conf and run them throug
 migration through the human waits, whose triggers ``dag.test()`` runs inline; a
 ``Dba`` thread plays the human meanwhile: at each status of its script it acts once
 (and may assert what the runner left at that point).
+
+Step mode (no script): tests written step by step run each claim's run with the human
+waits marked done, as if the DBA had marked them; the run then does the one step its
+claim calls for and ends. The next step, once the test did the human action, is
+claimed by the sensor DAG as an adoption (no run waits for it), into a new run
+``mig-<id>-<lock_version>`` starting at that step. ``step_of(run)`` names the step a
+run did.
 """
 
 from __future__ import annotations
@@ -82,10 +89,31 @@ def queued_migration_runs_with_notes() -> list[tuple[str, dict[str, Any], str | 
     return found
 
 
+WAITS = r"await_start|await_rename"
+STEP_TASKS = {"prepare": "prepare.advance", "copy": "copy", "run_ddl": "run_ddl", "rename": "rename"}
+
+
+def step_of(dag_run) -> str | None:
+    """The step a step-mode run did: the step task that did not end skipped (or the cancel's cleanup)."""
+    from tests.support.airflow import task_states, xcoms
+
+    states = task_states(dag_run)
+    if any(v.get("migration_ended", "").endswith("removed its triggers and shadow table")
+           for v in xcoms(dag_run).values() if isinstance(v, dict)):
+        return "cancel"
+    acted = {task for task, state in states.items() if state in ("success", "failed")}
+    done = [step for step, task in STEP_TASKS.items()
+            if task in acted or (step == "prepare" and any(t.startswith("prepare.") for t in acted))]
+    return done[0] if len(done) == 1 else None
+
+
 def run_migration(conf: dict[str, Any], api=None, script: dict[int, Callable[[], Any]] | None = None):
-    """One shift_migration run of ``conf`` through ``dag.test()``, a DBA acting on ``script`` meanwhile."""
+    """One shift_migration run of ``conf`` through ``dag.test()``, a DBA acting on ``script`` meanwhile.
+
+    Without a script: step mode (the waits marked done; see the module's docstring).
+    """
     if not script:
-        return run_dag("shift_migration", conf)
+        return run_dag("shift_migration", conf, mark_success_pattern=WAITS)
     with Dba(api, conf["id"], script):
         return run_dag("shift_migration", conf)
 
@@ -98,7 +126,7 @@ def claim_and_run(api=None, script: dict[int, Callable[[], Any]] | None = None) 
 
 
 def spawn_migration_run(conf: dict[str, Any], workdir) -> Any:
-    """Run one shift_migration run in its own process (``airflow dags test``), as another worker would.
+    """Run one shift_migration run in its own process (``airflow dags test``), as another worker would (step mode).
 
     It gets a private copy of the (migrated) metadata database, so it and this
     process never contend for one SQLite file.
@@ -114,7 +142,7 @@ def spawn_migration_run(conf: dict[str, Any], workdir) -> Any:
     log = open(home / "run.log", "wb")  # noqa: SIM115 - owned by the process object
     process = subprocess.Popen(
         [str(Path(__file__).resolve().parents[2] / ".venv/bin/airflow"), "dags", "test", "shift_migration",
-         "-c", json.dumps(conf)],
+         "-c", json.dumps(conf), "--mark-success-pattern", WAITS],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     process.log_path = home / "run.log"

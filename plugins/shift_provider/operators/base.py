@@ -139,7 +139,11 @@ class ShiftMigrationOperator(BaseOperator):
         reason = self.nothing_to_do(context, migration)
         if reason is not None:
             raise AirflowSkipException(f"nothing to do: {reason}")
-        migration = self.check_current(context, migration)
+        try:
+            migration = self.check_current(context, migration)
+        except AirflowFailException as exc:  # refused before any SQL: the DBA reads why here and in the log
+            context["ti"].xcom_push(key="refused", value=str(exc))
+            raise
         try:
             return self.run_step(context, migration)
         except PERMANENT_ERRORS as exc:
