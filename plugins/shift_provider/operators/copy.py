@@ -28,6 +28,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from shift_provider import bounded_ddl, leftovers, ptosc, run_state, schema_ops, table_definition, unique_keys
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
+from shift_provider.copy_slot import CopySlot, lock_name
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.log_shipper import LOG_FILE_NAME, LogShipper
 from shift_provider.models import Migration
@@ -114,8 +115,24 @@ class CopyOperator(ShiftMigrationOperator):
         skipped = instant_ddl.skip_copy(self, context, migration)  # an instant-capable ALTER copies nothing
         if skipped is not None:
             return skipped
-        self._copy = CopyRun(self, context, migration)
-        result = self._copy.run()
+        slot = CopySlot(self.cluster(migration), lock_name(migration))
+        holder = slot.take()
+        if holder is not None:  # one copy per cluster: wait (deferred) for the running one to end
+            waiting = f"another copy runs on cluster {migration.cluster_name or migration.host} (lock {slot.name} " \
+                      f"held by connection {holder}): waiting for it to end"
+            self.log.info("%s", waiting)
+            context["ti"].xcom_push(key="waiting_for", value=waiting)
+            from datetime import timedelta
+
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=max(5.0, 5 * self.settings.control_poll_interval))),
+                       method_name="execute_complete")
+        try:
+            self._copy = CopyRun(self, context, migration)
+            result = self._copy.run()
+        finally:
+            slot.release()
         if result.get("outcome") == "stopped":
             return self.after_stop(context, migration, result["reason"])
         return result
@@ -166,8 +183,9 @@ class CopyOperator(ShiftMigrationOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
-        """Woken while paused: claim the resume (copy again) or the cancel (clean up)."""
-        self.log.info("woken while paused: %s", event)
+        """Woken while paused (claim the resume and copy again, or the cancel and clean up), or to try the
+        cluster's copy slot again."""
+        self.log.info("woken: %s", event)
         return self.execute(context)
 
     def on_kill(self) -> None:
