@@ -190,12 +190,16 @@ def test_deferred_sensor_claims_within_seconds_and_a_migration_lives_its_whole_l
     done = wait_for(lambda: (m := migration(deployment, mid))["run_host"] is None and m, 10, "run_host unpinned")
     assert float(done["copy_percentage"]) == 100
     assert pinned in WORKERS
-    (copy_state, copy_host), = task_hosts(deployment, mid, "copy.on_one", "copy")
+    (copy_state, copy_host), = task_hosts(deployment, mid, "copy", "copy")
     assert (copy_state, copy_host) == ("success", pinned)  # the TI's host is the pinned run_host
     run_id = deployment.migration_runs(mid, "copy")[0]["dag_run_id"]
-    xcom = deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}/taskInstances/copy.on_one/"
+    assert run_id == f"mig-{mid}"  # one run per migration
+    xcom = deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}/taskInstances/copy/"
                                   "xcomEntries/copy_percentage")
     assert xcom["value"] == 100
+    # While the DBA has not renamed, the run waits deferred on the triggerer, on no worker.
+    waiting = wait_for(lambda: ti_of(deployment, run_id, "await_rename", "deferred"), 30, "await_rename deferred")
+    assert waiting["trigger"]["classpath"] == "shift_provider.triggers.migration_wait.MigrationWaitTrigger"
 
     client(deployment, "rename", str(mid))
     t = time.monotonic()
@@ -204,13 +208,26 @@ def test_deferred_sensor_claims_within_seconds_and_a_migration_lives_its_whole_l
     assert "salary" in columns_of(one, database, "t")
     assert tables_in(one, database) == ["t"] and triggers_on(one, database) == []
     assert content_checksum(one, database, "t", ["id", "name", "amount", "created"]) == before
-    steps = sorted({r["dag_run_id"].split("-")[2] for r in deployment.migration_runs(mid)})
-    assert steps == ["copy", "prepare", "rename"]
-    wait_for(lambda: all(r["state"] == "success" for r in deployment.migration_runs(mid)), 30,
-             "every run of the migration to end in success")
+    assert [r["dag_run_id"] for r in deployment.migration_runs(mid)] == [f"mig-{mid}"]
+    wait_for(lambda: deployment.migration_runs(mid)[0]["state"] == "success", 30, "the migration's run to succeed")
+    states = {ti["task_id"]: ti["state"] for ti in deployment.task_instances("shift_migration", run_id)}
+    assert [t for t, state in states.items() if state != "success"] == ["run_ddl"], states  # the branch not taken
+    note = deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}")["note"]
+    assert f"`{database}.t`" in note and "ADD COLUMN salary" in note, note
+
+    # Clearing a step of the completed migration fails at once, saying so, and runs no SQL.
+    deployment.rest("POST", "dags/shift_migration/clearTaskInstances",
+                    {"dry_run": False, "task_ids": ["rename"], "dag_run_id": run_id, "only_failed": False,
+                     "reset_dag_runs": True})
+    failed = wait_for(lambda: ti_of(deployment, run_id, "rename", "failed"), 90, "the cleared rename to fail")
+    refused = deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}/taskInstances/rename/"
+                                     "xcomEntries/refused")["value"]
+    assert "is completed (8) in shift" in refused and "no SQL ran" in refused, refused
+    assert failed["try_number"] == 2
+    assert content_checksum(one, database, "t", ["id", "name", "amount", "created"]) == before
 
 
-def test_pause_and_cancel_run_on_worker_b_and_stop_the_copy_on_worker_a(both_workers):
+def test_pause_defers_the_copy_resume_continues_it_in_the_same_task_and_cancel_cleans_up(both_workers):
     deployment = both_workers
     one = deployment.servers["one"]
     database = new_database("pc")
@@ -218,8 +235,9 @@ def test_pause_and_cancel_run_on_worker_b_and_stop_the_copy_on_worker_a(both_wor
     before = content_checksum(one, database, "t")
     mid = file_migration(deployment, "one", database, "ALTER TABLE t ADD COLUMN paused_col INT NULL")
     prepared(deployment, mid)
+    run_id = f"mig-{mid}"
 
-    # Pause while pt-osc copies on A; the pause step runs on B.
+    # Pause while pt-osc copies on A: the copy task stops it, moves shift to 12 and waits deferred.
     start_copy_on_worker_a(deployment, mid, database, "t")
     client(deployment, "pause", str(mid))
     paused_at = time.monotonic()
@@ -228,12 +246,11 @@ def test_pause_and_cancel_run_on_worker_b_and_stop_the_copy_on_worker_a(both_wor
     assert timed("pause_ptosc_gone", paused_at) <= HONOUR_SECONDS
     wait_status(deployment, mid, {12}, 60)
     timed("pause_to_status_12", paused_at)
-    assert task_hosts(deployment, mid, "pause", "pause") == [("success", WORKER_B)]
-    copy_runs = task_hosts(deployment, mid, "copy.on_one", "copy")
-    assert copy_runs == [("success", WORKER_A)], copy_runs  # stopped, not failed: the pause took it over
+    deferred = wait_for(lambda: ti_of(deployment, run_id, "copy", "deferred"), 30, "the paused copy deferred")
+    assert deferred["trigger"]["classpath"] == "shift_provider.triggers.migration_wait.MigrationWaitTrigger"
     assert migration(deployment, mid)["run_host"] is None
 
-    # Resume: the copy starts again on A; a cancel on B stops it and cleans up.
+    # Resume: the same copy task claims it and copies again (on A, the worker taking tasks).
     deployment.set_consuming(WORKER_A, True)
     deployment.set_consuming(WORKER_B, False)
     try:
@@ -242,24 +259,59 @@ def test_pause_and_cancel_run_on_worker_b_and_stop_the_copy_on_worker_a(both_wor
                  interval=0.3)
     finally:
         deployment.set_consuming(WORKER_B, True)
-    deployment.set_consuming(WORKER_A, False)
+    copy_ti = ti_of(deployment, run_id, "copy", "running")
+    assert copy_ti and copy_ti["try_number"] == 1, copy_ti  # the same task, not a retry or a new run
+
+    # Cancel while it copies: the copy stops pt-osc, claims the cancel, cleans up, and the run ends.
     client(deployment, "cancel", str(mid))
     canceled_at = time.monotonic()
     wait_for(lambda: not ptosc_processes(database, "t"), HONOUR_SECONDS, "pt-osc to stop after the cancel",
              interval=0.1)
     assert timed("cancel_ptosc_gone", canceled_at) <= HONOUR_SECONDS
-
-    def cleaned_up():
-        runs = deployment.migration_runs(mid, "cancel")
-        return runs and runs[-1]["state"] == "success"
-
-    wait_for(cleaned_up, 60, "the cancel step to finish")
+    wait_for(lambda: deployment.migration_runs(mid)[0]["state"] == "success", 60, "the run to end")
     timed("cancel_cleaned_up", canceled_at)
-    assert task_hosts(deployment, mid, "cancel", "cancel") == [("success", WORKER_B)]
+    states = {ti["task_id"]: ti["state"] for ti in deployment.task_instances("shift_migration", run_id)}
+    assert states["copy"] == "skipped" and states["await_rename"] == "skipped", states
     assert migration(deployment, mid)["status"] == 9
     assert triggers_on(one, database) == [] and tables_in(one, database) == ["t"]
     assert "paused_col" not in columns_of(one, database, "t")
     assert content_checksum(one, database, "t") == before
+
+
+def test_a_staged_migration_with_no_run_is_adopted(both_workers):
+    """Prepared and started while no run waits for it (e.g. before this runner was deployed): adopted."""
+    deployment = both_workers
+    one = deployment.servers["one"]
+    database = new_database("adopt")
+    create_sample_table(one, database, "t", 2000)
+    mid = file_migration(deployment, "one", database, "ALTER TABLE t ADD COLUMN adopted INT NULL")
+    prepared(deployment, mid)
+    run_id = f"mig-{mid}"
+    wait_for(lambda: ti_of(deployment, run_id, "await_start", "deferred"), 60, "the run to wait for the start")
+    requests_delete(deployment, f"dags/shift_migration/dagRuns/{run_id}")  # the run is deleted
+    client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
+    client(deployment, "start", str(mid))
+    adopted = wait_for(lambda: [r for r in deployment.migration_runs(mid) if r["dag_run_id"] != run_id], 90,
+                       "a new run to adopt the migration")
+    wait_status(deployment, mid, {4}, 120)
+    client(deployment, "rename", str(mid))
+    wait_status(deployment, mid, {8}, 90)
+    assert adopted[0]["dag_run_id"].startswith(f"mig-{mid}-")
+    assert "adopted" in columns_of(one, database, "t") and triggers_on(one, database) == []
+
+
+def requests_delete(deployment: Deployment, path: str) -> None:
+    import requests
+
+    requests.delete(f"{deployment.airflow_url}/api/v2/{path}", timeout=10).raise_for_status()
+
+
+def ti_of(deployment: Deployment, run_id: str, task_id: str, state: str) -> dict | None:
+    """The task instance when it is in ``state``, else None."""
+    for ti in deployment.task_instances("shift_migration", run_id):
+        if ti["task_id"] == task_id and ti["state"] == state:
+            return ti
+    return None
 
 
 def test_one_copy_at_a_time_per_cluster_while_the_other_cluster_copies_in_parallel(both_workers):
@@ -374,7 +426,7 @@ def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:
     assert content_checksum(server, database, "t", original) == control
     assert writer.operations > 100 and writer.missing_rows() == set()
     assert triggers_on(server, database) == [] and tables_in(server, database) == ["t"]
-    copies = task_hosts(deployment, mid, "copy.on_two", "copy")
+    copies = task_hosts(deployment, mid, "copy", "copy")
     assert copies[0][1] == WORKER_A and copies[0][0] in ("failed", "up_for_retry", "success"), copies
     assert copies[-1] == ("success", WORKER_B), copies
 

@@ -351,6 +351,7 @@ class Deployment:
             "pending_drops_db": "_pending_drops", "enable_trash": True,
             "clusters": list(self.clusters),
             "staged_poll_interval": 2, "control_poll_interval": 1,
+            "adopt_staged_after": 6, "wait_check_interval": 10,
             "log_sync_interval": 2, "state_sync_interval": 2, "progress_interval": 1,
             "ptosc_extra_args": SLOW_COPY,
             "prefer_instant_ddl": False,  # every ALTER goes through pt-osc: the copy is what is proved
