@@ -24,6 +24,7 @@ demo-stop:
 
 bench: bootstrap
 	@$(PY) scripts/bench.py --rows $(ROWS)
+	@$(PY) scripts/bench_waits.py
 
 clean:
 	rm -rf $(VENV) .demo

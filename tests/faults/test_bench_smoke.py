@@ -33,3 +33,13 @@ def test_bench_runs_small_and_reports_ratios_and_json(tmp_path):
     assert 0 < extra["claim_latency_s"] < 10
     assert extra["write_p99_idle_ms"] > 0 and extra["write_p99_checksum_ms"] > 0
     assert extra["operator_peak_rss_mb"] > 50 and extra["operator_cpu_s_per_mrows"] >= 0
+
+
+def test_waits_bench_runs_small_and_reports_requests_and_claim_latency():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SHIFT_"))}
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_waits.py"), "--waits", "20", "--intervals",
+                           "3", "--interval", "0.5"], capture_output=True, text=True, timeout=240, env=env, cwd=REPO)
+    lines = done.stdout.splitlines()
+    assert any(re.fullmatch(r"staged requests in 3 intervals: \d+ .*", line) for line in lines), done.stdout[-3000:]
+    assert any(line.startswith("new migration seen by the sensor's trigger") for line in lines), done.stdout
+    assert "waits woken by the new migration: 0 (must be 0)" in lines, done.stdout
