@@ -37,21 +37,35 @@ def outcome(states: dict[str, str], ended: list[str]) -> str:
 def _write_note(dag_run: Any) -> None:
     if getattr(dag_run, "dag_id", None) != DAG_ID:
         return
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
+    from sqlalchemy.orm import object_session
+
     from airflow.utils.session import create_session
 
+    # In the scheduler's own transaction when the run is attached to one: a second transaction
+    # touching the run's rows would wait for the scheduler, which waits for this listener.
+    session = object_session(dag_run)
+    if session is not None:
+        _note_in(session, dag_run)
+        return
     with create_session() as session:
+        from airflow.models.dagrun import DagRun
+
         run = session.query(DagRun).filter(DagRun.dag_id == DAG_ID, DagRun.run_id == dag_run.run_id).one()
-        states = {ti.task_id: str(ti.state) for ti in session.query(TaskInstance).filter(
-            TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run.run_id)}
-        ended = [XComModel.deserialize_value(row) for row in session.query(XComModel).filter(
-            XComModel.dag_id == DAG_ID, XComModel.run_id == run.run_id, XComModel.key == "migration_ended")]
-        last = outcome(states, [e for e in ended if isinstance(e, str)])
-        note = run.note or ""
-        if last not in note:
-            run.note = (note + "  \n" if note else "") + last
+        _note_in(session, run)
+
+
+def _note_in(session: Any, run: Any) -> None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+
+    states = {ti.task_id: str(ti.state) for ti in session.query(TaskInstance).filter(
+        TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run.run_id)}
+    ended = [XComModel.deserialize_value(row) for row in session.query(XComModel).filter(
+        XComModel.dag_id == DAG_ID, XComModel.run_id == run.run_id, XComModel.key == "migration_ended")]
+    last = outcome(states, [e for e in ended if isinstance(e, str)])
+    note = run.note or ""
+    if last not in note:
+        run.note = (note + "  \n" if note else "") + last
 
 
 @hookimpl
