@@ -288,7 +288,9 @@ def test_a_staged_migration_with_no_run_is_adopted(both_workers):
     prepared(deployment, mid)
     run_id = f"mig-{mid}"
     wait_for(lambda: ti_of(deployment, run_id, "await_start", "deferred"), 60, "the run to wait for the start")
-    requests_delete(deployment, f"dags/shift_migration/dagRuns/{run_id}")  # the run is deleted
+    # The run is ended and deleted (Airflow refuses to delete a running run).
+    deployment.rest("PATCH", f"dags/shift_migration/dagRuns/{run_id}", {"state": "failed"})
+    requests_delete(deployment, f"dags/shift_migration/dagRuns/{run_id}")
     client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
     client(deployment, "start", str(mid))
     adopted = wait_for(lambda: [r for r in deployment.migration_runs(mid) if r["dag_run_id"] != run_id], 90,
