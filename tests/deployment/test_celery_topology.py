@@ -214,6 +214,9 @@ def test_deferred_sensor_claims_within_seconds_and_a_migration_lives_its_whole_l
     assert [t for t, state in states.items() if state != "success"] == ["run_ddl"], states  # the branch not taken
     note = deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}")["note"]
     assert f"`{database}.t`" in note and "ADD COLUMN salary" in note, note
+    # The scheduler's listener ends the note with how the run ended.
+    wait_for(lambda: "**completed**" in (deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}")["note"]
+                                         or ""), 30, "the final note")
 
     # Clearing a step of the completed migration fails at once, saying so, and runs no SQL.
     deployment.rest("POST", "dags/shift_migration/clearTaskInstances",
