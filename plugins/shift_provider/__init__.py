@@ -27,13 +27,14 @@ def get_provider_info() -> dict:
         ],
         "operators": [
             {"integration-name": "shift", "python-modules": [
-                "shift_provider.operators.base", "shift_provider.operators.claim", "shift_provider.operators.route",
+                "shift_provider.operators.base", "shift_provider.operators.claim", "shift_provider.operators.await_human",
                 "shift_provider.operators.prepare", "shift_provider.operators.copy", "shift_provider.operators.run_ddl",
                 "shift_provider.operators.rename", "shift_provider.operators.pause", "shift_provider.operators.cancel",
             ]}
         ],
         "sensors": [{"integration-name": "shift", "python-modules": ["shift_provider.sensors.staged"]}],
-        "triggers": [{"integration-name": "shift", "python-modules": ["shift_provider.triggers.staged"]}],
+        "triggers": [{"integration-name": "shift", "python-modules": [
+            "shift_provider.triggers.staged", "shift_provider.triggers.migration_wait"]}],
         "extra-links": ["shift_provider.links.ShiftMigrationLink"],
         "connection-types": [
             {"hook-class-name": "shift_provider.hooks.shift_api.ShiftApiHook", "connection-type": "shift_api"},
