@@ -71,8 +71,8 @@ def test_short_run_alter_changes_the_schema_and_inserts_once(env):
     assert env.count("employees") == 101
     assert env.status(conf["id"]) == 8
     assert {"run_ddl:ddl", "run_ddl:final_insert"} <= set(env.state(conf["id"])["steps_done"])
-    # Cleared and re-run after it completed: nothing changes, no second final insert.
-    assert env.run(conf) == "success"
+    # Cleared and re-run after it completed: refused at once (completed in shift), no second final insert.
+    assert env.run(conf) == "failed"
     assert env.count("employees") == 101
     assert env.marker_rows(conf["id"], "employees") == 1
     assert env.status(conf["id"]) == 8
@@ -105,8 +105,8 @@ def test_create_table_with_a_reserved_word_name(env):
     assert tables_in(env.primary, env.database) == ["order"]
     assert env.primary.query(f"SELECT id, note FROM {q(env.database)}.`order`") == [(1, "first")]
     assert env.status(conf["id"]) == 8
-    # Re-run: the table exists and the state says the CREATE is done: skipped, no second insert.
-    assert env.run(conf) == "success"
+    # Re-run after completion: refused at once (completed in shift), no second insert.
+    assert env.run(conf) == "failed"
     assert env.count("order") == 1
 
 
@@ -144,7 +144,7 @@ def test_drop_with_trash_moves_the_table_to_pending_drops(env):
     state = env.state(conf["id"])
     assert state["retired_to"] == f"{TRASH}.{trashed[0]}"
     assert env.status(conf["id"]) == 8
-    assert env.run(conf) == "success"  # re-run: the table is found where it went, nothing else moves
+    assert env.run(conf) == "failed"  # re-run after completion: refused at once, nothing else moves
     assert tables_in(env.primary, TRASH) == trashed
 
 
@@ -221,6 +221,6 @@ def test_final_insert_failure_fails_the_migration(env):
 def test_long_run_alter_is_not_run_directly(env):
     create_sample_table(env.primary, env.database, "employees", 3)
     conf = env.started("ALTER TABLE employees ADD COLUMN salary INT", runtype="long")
-    assert env.run(conf) == "failed"
-    assert "runs by pt-osc" in env.api.migration(conf["id"])["error_message"]
+    assert env.run(conf) == "skipped"  # the copy task's to do: run_ddl ends skipped with the reason
+    assert env.api.migration(conf["id"])["status"] == 3
     assert "salary" not in columns_of(env.primary, env.database, "employees")
