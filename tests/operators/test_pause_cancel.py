@@ -109,7 +109,8 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
         when(copying(shift_api, mid))
         assert shift_api.human("pause", mid).status_code == 200
         when(lambda: shift_api.migration(mid)["status"] == Status.PAUSED, timeout=60)
-        seen["task_state"] = when(lambda: copy_ti_state() == "deferred" and "deferred", timeout=30)
+        # Not green while paused: deferred (dag.test() runs the trigger inline and may show it queued).
+        seen["task_state"] = when(lambda: copy_ti_state() in ("deferred", "queued") and copy_ti_state(), timeout=30)
         seen["migration"] = shift_api.migration(mid)
         seen["outcome"] = live_xcom("copy", "copy_outcome")
         seen["progress_line"] = live_xcom("copy", "progress_line")
@@ -135,7 +136,7 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
             seen["percentages"].stop()
     assert human.join_checked().status_code == 200
     # While paused: deferred (not green), 12, pt-osc gone, state kept, the XComs say where it stopped.
-    assert seen["task_state"] == "deferred"
+    assert seen["task_state"] in ("deferred", "queued"), seen["task_state"]
     paused = seen["migration"]
     assert paused["status"] == Status.PAUSED and not paused["staged"] and paused["run_host"] is None
     paused_at = float(paused["copy_percentage"])
