@@ -11,7 +11,8 @@ import pytest
 
 from shift_provider.codes import Status
 from tests.support.airflow import run_dag, task_states, xcoms
-from tests.support.tables import BackgroundWriter, columns_of, content_checksum, create_sample_table, q, triggers_on
+from tests.support.tables import (BackgroundWriter, columns_of, content_checksum, create_sample_table, q, tables_in,
+                                 triggers_on)
 
 ADD = "ALTER TABLE t ADD COLUMN extra INT NOT NULL DEFAULT 7, ADD INDEX idx_extra (extra)"
 
@@ -125,3 +126,100 @@ def test_the_checksum_alone_refuses_a_copy_that_lost_duplicates_under_a_new_uniq
     assert "copying it again failed" in str(refused.value) and "Duplicate entry" in str(refused.value)
     assert "first differing keys: [" in str(refused.value)
     assert primary.query(f"SELECT COUNT(*) FROM {q(database)}.shadow")[0][0] == 1000, "the failed re-copy rolled back"
+
+
+def test_the_checksum_waits_while_a_replica_is_stopped_and_goes_on_when_it_runs(shift_settings, cluster):
+    """The copy's own --max-lag rule: replicas found through the migration's recursion_method (a DSN table)."""
+    import threading
+    import time
+
+    from shift_provider import checksum, replica_lag
+    from shift_provider.hooks.cluster import ShiftClusterHook
+    from shift_provider.models import Migration
+
+    source, replica = cluster
+    settings = shift_settings()
+    database = "lagged"
+    create_sample_table(source, database, "t", 20000)
+    source.execute(f"CREATE TABLE {q(database)}.shadow LIKE {q(database)}.t",
+                   f"INSERT INTO {q(database)}.shadow SELECT * FROM {q(database)}.t",
+                   f"CREATE TABLE {q(database)}.dsns (id INT AUTO_INCREMENT PRIMARY KEY, parent_id INT NULL,"
+                   " dsn VARCHAR(255) NOT NULL)",
+                   f"INSERT INTO {q(database)}.dsns (dsn) VALUES ('h=127.0.0.1,P={replica.port}')")
+    replica.wait_replica_caught_up(source)
+    migration = Migration.from_payload({
+        "id": 1, "database": database, "table": "t", "status": 3, "runtype": 1, "mode": 0, "action": 2,
+        "ddl_statement": "ALTER TABLE t ADD COLUMN extra INT", "host": source.host, "port": source.port,
+        "custom_options": {"recursion_method": f"dsn=D={database},t=dsns", "max_replication_lag": "1"}})
+    hook = ShiftClusterHook(migration, settings)
+    notes: list[str] = []
+    watch = replica_lag.watch_for(hook, 1, notes.append)
+    assert watch.replicas == [replica_lag.Replica("127.0.0.1", replica.port)], notes
+    replica.execute("STOP SLAVE SQL_THREAD")
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["result"] = checksum.compare(hook, database, "t", "shadow", renamed_columns=(),
+                                             max_threads_running=125, chunk_seconds=0.05,
+                                             progress=lambda p, e: None, note=notes.append,
+                                             lag_reason=watch.waiting_reason)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    try:
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not any("pausing because replica" in n for n in notes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)  # it really waits: no result while the replica is stopped
+        assert worker.is_alive() and "result" not in box, (box, notes)
+    finally:
+        replica.execute("START SLAVE SQL_THREAD")
+    worker.join(60)
+    watch.close()
+    assert "error" not in box, box.get("error")
+    result = box["result"]
+    assert result.rows == 20000 and result.chunks_repaired == 0
+    assert result.throttled_seconds >= 2, result
+    assert any(f"replica 127.0.0.1:{replica.port} is stopped" in n for n in notes), notes
+    assert "checksum: going on" in notes
+
+
+def test_a_pause_during_the_checksum_stops_it_and_keeps_the_finished_copy(env, shift_settings, shift_api, primary,
+                                                                          database):
+    import threading
+    import time
+    from pathlib import Path
+
+    settings = shift_settings(pt_osc_path=env.pt_osc_path, checksum_chunk_seconds=0.0005)  # ~500 minimum chunks
+    create_sample_table(primary, database, "t", 100000)
+    conf = started(shift_api, database)
+    local_log = Path(settings.log_dir) / f"id-{conf['id']}" / "ptosc-output.log"
+    paused: dict = {}
+
+    def pause_once_the_checksum_runs() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if local_log.exists() and "checksum: comparing" in local_log.read_text():
+                paused["answer"] = shift_api.human("pause", conf["id"]).status_code
+                return
+            time.sleep(0.05)
+
+    pauser = threading.Thread(target=pause_once_the_checksum_runs, daemon=True)
+    pauser.start()
+    run = run_dag("shift_test_copy", conf)
+    pauser.join(10)
+    assert paused.get("answer") == 200, paused
+    pushed = xcoms(run)["copy"]
+    assert pushed["copy_outcome"] == "stopped:paused", pushed
+    assert (pushed.get("checksum_percentage") or 0) < 100 and "checksum" not in pushed, pushed
+    assert shift_api.migration(conf["id"])["status"] == Status.PAUSING
+    state = shift_api.state(conf["id"])
+    assert state.copy_status == "stopped" and not state.checksum, state
+    log = shift_api.log_file(conf["id"])
+    assert "stopping the checksum: shift moved migration" in log, log[-2000:]
+    # The copy itself finished: its shadow table and triggers stay for the resume.
+    assert len(triggers_on(primary, database, "t")) == 3
+    assert state.new_table in tables_in(primary, database)

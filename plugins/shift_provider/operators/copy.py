@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import bounded_ddl, leftovers, ptosc, schema_ops, table_definition, unique_keys
+from shift_provider import bounded_ddl, leftovers, ptosc, replica_lag, schema_ops, table_definition, unique_keys
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
@@ -388,18 +388,24 @@ class CopyRun:
 
     def watch_control(self) -> None:
         """A human pause (11) or cancel (9), or the runner's stop file, stops pt-osc."""
+        request = self.stop_request()
+        if request is not None:
+            self.stop_ptosc(*request)
+
+    def stop_request(self) -> tuple[str, str] | None:
+        """(reason, why) when the stop file or shift (pause 11, cancel 9) asks the copy to stop."""
         if self.settings.stop_requested:
-            self.stop_ptosc("stop_file", f"stop file {self.settings.stop_file_path} exists")
-            return
+            return "stop_file", f"stop file {self.settings.stop_file_path} exists"
         try:
             current = self.quick_api.get_migration(self.migration.id)
         except Exception as exc:
             self.log.warning("could not read migration %s from shift (copy goes on): %s", self.migration.id, exc)
-            return
+            return None
         if current.status in STOPPING_STATUSES:
-            self.stop_ptosc(STOPPING_STATUSES[current.status],
-                            f"shift moved migration {self.migration.id} to {current.status.name.lower()} "
-                            f"({int(current.status)})")
+            return (STOPPING_STATUSES[current.status],
+                    f"shift moved migration {self.migration.id} to {current.status.name.lower()} "
+                    f"({int(current.status)})")
+        return None
 
     def stop_ptosc(self, reason: str, why: str) -> None:
         self.stop_reason = reason
@@ -472,7 +478,18 @@ class CopyRun:
         triggers = self.verified_leftovers()
         self.end_progress(100, 0, f"copy done: 100% of `{m.database}`.`{m.table}` copied into "
                                   f"`{self.state.new_table}`")
-        self.verify_content()
+        from shift_provider import checksum
+
+        try:
+            self.verify_content()
+        except checksum.ChecksumStopped as stop:
+            if stop.reason == "killed":
+                self.finalize_killed()
+                from airflow.sdk.exceptions import AirflowTaskTerminated
+
+                raise AirflowTaskTerminated(f"copy of migration {m.id} was killed during its checksum; "
+                                            "migration offered back") from None
+            return self.conclude_stopped(stop.reason)
         self.state.copy_status = "succeeded"
         self.sync_state(self.api)
         self.note(f"copy done: shadow table `{self.state.new_table}` and triggers {triggers} are in place; "
@@ -498,12 +515,16 @@ class CopyRun:
                 said.append(percent)
                 self.note(f"checksum: {percent}%" + (f", {eta}s remain" if eta else ""))
 
+        max_lag = int(ptosc.received_limits(self.state.ptosc_args or ["pt-osc"]).get(
+            "max-lag", m.custom_options.max_replication_lag))
+        lag = replica_lag.watch_for(self.hook, max_lag, self.note)
         try:
             result = checksum.compare(
                 self.hook, m.database, m.table, self.state.new_table,
                 renamed_columns=alter_expectations(ptosc.alter_clause(m)).renamed_columns,
                 max_threads_running=ptosc.max_load_threads_running(m),
-                chunk_seconds=self.settings.checksum_chunk_seconds, progress=progress, note=self.note)
+                chunk_seconds=self.settings.checksum_chunk_seconds, progress=progress, note=self.note,
+                lag_reason=lag.waiting_reason, between_chunks=self.between_checksum_chunks)
         except checksum.ChecksumMismatch as exc:
             self.state.copy_status = "failed"
             self.state.checksum = exc.result.as_dict() if exc.result else {}
@@ -511,11 +532,33 @@ class CopyRun:
             self.note(str(exc))
             self.ti.xcom_push(key=XCOM_OUTCOME, value="error")
             raise
+        finally:
+            lag.close()
         self.state.checksum = result.as_dict()
         self.ti.xcom_push(key=XCOM_CHECKSUM, value=result.as_dict())
         self.note(f"checksum: the shadow table equals the original: {result.rows} rows in {result.chunks} "
                   f"chunk(s), {result.chunks_repaired} chunk(s) copied again ({result.rows_repaired} rows), "
                   f"{result.seconds:.1f}s")
+
+    def between_checksum_chunks(self) -> None:
+        """What ``periodic`` does while pt-osc runs, between the checksum's chunks: a kill, pause,
+        cancel or the stop file stops it (``ChecksumStopped``); the log and state keep syncing."""
+        from shift_provider import checksum
+
+        if self._kill_requested:
+            raise checksum.ChecksumStopped("killed")
+        now = time.monotonic()
+        if now >= self._next_control:
+            self._next_control = now + self.settings.control_poll_interval
+            request = self.stop_request()
+            if request is not None:
+                self.note(f"stopping the checksum: {request[1]}")
+                raise checksum.ChecksumStopped(request[0])
+        assert self.shipper is not None
+        self.shipper.maybe_sync()
+        if now >= self._next_state:
+            self._next_state = now + self.settings.state_sync_interval
+            self.sync_state(self.quick_api)
 
     def conclude_stopped(self, reason: str) -> dict[str, Any]:
         m = self.migration
