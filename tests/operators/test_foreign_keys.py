@@ -95,6 +95,19 @@ def test_a_child_table_is_altered_with_its_constraint_names_and_retired_without_
     with pytest.raises(MySQLdb.IntegrityError):
         primary.execute(f"INSERT INTO {db}.child (pid, note) VALUES (7, 'orphan')")
 
+    # A canceled copy's shadow table (constraints `_test_fk`, `_fk_two`) reaches pending drops without them.
+    mid = shift_api.create(ddl="ALTER TABLE child ADD COLUMN later INT NULL", database=database,
+                           custom_options={"recursion_method": "none"})["id"]
+    shift_api.drive_to_start(mid)
+    run_dag("shift_migration", shift_api.claim(mid))
+    assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    assert shift_api.human("cancel", mid).status_code == 200
+    assert task_states(run_dag("shift_migration", shift_api.claim(mid)))["cancel"] == "success"
+    [shadow] = [t for t in tables_in(primary, pending) if t not in retired]
+    assert shadow.endswith(f"_child_new_{mid}") and foreign_keys(primary, pending, shadow) == []
+    assert foreign_keys(primary, database, "child") == ["fk_two", "test_fk"]
+    assert sorted(tables_in(primary, database)) == ["child", "parent"] and triggers_on(primary, database) == []
+
 
 def test_a_parent_table_is_refused_at_prepare_even_when_foreign_keys_are_allowed(fk_env, shift_api, primary,
                                                                                 database):
