@@ -19,7 +19,12 @@ table). So the names are put back right after the swap, in this order:
 
 Each step looks at the database first, so it can run again after a failure; every
 statement runs under the lock bound (``bounded_ddl``). ``drop_all`` is also what
-any table moved to pending drops goes through (``schema_ops.retire_table``).
+every table moved to pending drops goes through first (``schema_ops.retire_table``,
+``rename_steps.retire_old_table``): no constraint name ever reaches pending drops.
+
+An ALTER that drops one of the child's foreign keys must name it as pt-osc does on
+the shadow table (``DROP FOREIGN KEY _fk``, pt-osc's documented rule); prepare's dry
+run fails otherwise, with pt-osc's reason.
 """
 
 from __future__ import annotations

@@ -170,10 +170,12 @@ class RenameOperator(ShiftMigrationOperator):
 
     def prepare_after_swap(self, hook, migration: Migration, state: MigrationState) -> None:
         """Before the swap: refuse what would fail after it, and save the foreign key names to give back."""
-        problems = rename_steps.retire_problems(
-            hook, rename_steps.retire_target(self.settings, migration.database, state.old_table))
+        target = rename_steps.retire_target(self.settings, migration.database, state.old_table)
+        problems = rename_steps.retire_problems(hook, target)
         if problems:
             raise MigrationStepError("refusing to swap: " + "; ".join(problems))
+        if target is not None:
+            schema_ops.ensure_database(hook, target[0])  # a missing privilege shows now, not after the swap
         state.foreign_key_names = foreign_key_names.renames(hook, migration.database, migration.table,
                                                             state.new_table)
         if state.foreign_key_names:
