@@ -11,8 +11,10 @@ Sub-steps, each idempotent and recorded in the state file (``steps_done``):
 6. final_insert    exactly once (a marker row commits with it)
 7. complete        -> 8
 
-Everything after the swap that could fail for a reason a retry cannot fix (a name taken
-in pending drops) is checked before it; what is left can only wait on the lock bound.
+Everything after the swap that could fail for a reason a retry cannot fix is checked or
+done before it (the old table's name free in pending drops, that database created); no
+constraint name can collide there, as a retired table loses its foreign keys first.
+What is left can only wait on the lock bound, and a retry finishes it.
 
 An instant-capable ALTER (``instant_ddl``: the copy copied nothing) has no swap: the
 ALTER runs with ``ALGORITHM=INSTANT`` on the live table (recorded as ``instant_alter``),
