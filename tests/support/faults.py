@@ -215,9 +215,12 @@ class StepForker:
     The helper (``forker_main``) imports Airflow and the DAGs once, on its own copy of the
     metadata DB, and stays single-threaded: a fork from it is safe (a fork of the test
     process, with its server and writer threads, can deadlock on a lock one of them
-    held), and a child starts at once, where ``airflow dags test`` spends seconds on
-    imports. Each child is its own process group, like a task process: ``kill`` is a
-    SIGKILL of it, with no ``on_kill`` and no ``finally``. Children run one at a time.
+    held), and a child skips the interpreter start-up and imports ``airflow dags test``
+    pays. Its ``dag.test()`` still does a few seconds of cold work (SQLAlchemy's statement
+    cache, the in-process execution API): a helper that ran one first and then forked
+    hung its children, its API thread being gone in them. Each child is its own process
+    group, like a task process: ``kill`` is a SIGKILL of it, with no ``on_kill`` and no
+    ``finally``. Children run one at a time.
     """
 
     def __init__(self, workdir) -> None:
