@@ -35,6 +35,8 @@ class MigrationState:
     # The original table's definition when the copy started (table_definition.parts): the rename
     # refuses to swap when the live table has changed since, as the shadow table would lose it.
     original_definition: dict[str, str] = field(default_factory=dict)
+    # {shadow table's foreign key: the name asked for}, saved before the swap (foreign_key_names).
+    foreign_key_names: dict[str, str] = field(default_factory=dict)
     updated_at: str = ""
 
     def to_yaml(self) -> str:
