@@ -156,6 +156,62 @@ def test_kill_9_of_the_copy_task_kills_ptosc_and_the_offered_copy_resumes(fault_
     rename_and_check(shift_api, primary, database, mid, writer)
 
 
+# -- (a2) a pause at ~50%, and the stop file, through the migration DAG --------------------------
+
+def test_pause_at_half_then_resume_through_the_migration_dag_continues_from_the_checkpoint(fault_env, shift_api,
+                                                                                           primary, database):
+    fault_env()
+    prepare_table(primary, database, 40000)
+    conf = claimed_copy(shift_api, database)
+    mid = conf["id"]
+    writer = BackgroundWriter(primary, database, "t").start()
+    from tests.operators.test_copy import Background
+
+    pauser = Background(lambda: (wait_for(copying(shift_api, mid, above=45), 120, "the copy to pass 45%"),
+                                 shift_api.human("pause", mid))[1])
+    pauser.start()
+    run = run_step(conf)
+    assert pauser.join_checked(timeout=120).status_code == 200
+    assert task_states(run)[COPY_TASK] == "success" and xcoms(run)[COPY_TASK]["copy_outcome"] == "stopped:paused"
+    assert state_of(shift_api, mid).checkpoint["resumable"]
+    # The runner claims the pausing migration: its pause step ends at 12 (paused).
+    run = run_step(claim(shift_api, mid))
+    assert shift_api.migration(mid)["status"] == Status.PAUSED, task_states(run)
+    # A human resumes: the runner claims it and the copy resumes after the checkpoint.
+    assert shift_api.human("resume", mid).status_code == 200
+    run = run_step(claim(shift_api, mid))
+    assert task_states(run)[COPY_TASK] == "success"
+    assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    start = resumed(run, shift_api, mid)
+    assert start["percentage"] >= 45
+    rename_and_check(shift_api, primary, database, mid, writer)
+
+
+def test_stop_file_then_another_run_of_the_migration_dag_resumes_from_the_checkpoint(fault_env, shift_api,
+                                                                                    primary, database, tmp_path):
+    settings = fault_env()
+    prepare_table(primary, database, 40000)
+    conf = claimed_copy(shift_api, database)
+    mid = conf["id"]
+    writer = BackgroundWriter(primary, database, "t").start()
+    from tests.operators.test_copy import Background
+
+    stopper = Background(lambda: (wait_for(copying(shift_api, mid, above=30), 120, "the copy to pass 30%"),
+                                  open(settings.stop_file_path, "w").close()))
+    stopper.start()
+    run = run_step(conf)
+    stopper.join_checked(timeout=120)
+    assert xcoms(run)[COPY_TASK]["copy_outcome"] == "stopped:stop_file"
+    migration = shift_api.migration(mid)
+    assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"]
+    os.remove(settings.stop_file_path)
+    runs = claim_and_run()  # the offered migration, claimed again by the sensor DAG
+    assert [task_states(r)[COPY_TASK] for _, r in runs] == ["success"], runs
+    assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    resumed(runs[0][1], shift_api, mid)
+    rename_and_check(shift_api, primary, database, mid, writer)
+
+
 # -- (b) the primary restarts during the copy ----------------------------------------------------
 
 @pytest.fixture

@@ -109,3 +109,26 @@ def test_a_pt_osc_that_cannot_checkpoint_copies_from_zero_and_says_so_once(airfl
     assert "that cannot be resumed from: dropping them and copying again from the start" in log
     assert set(tables_in(primary, database)) == {"t", f"_t_new_{mid}"}
     assert_swap_matches(primary, database, "t", writer, mid)
+
+
+def test_a_chunk_key_the_checkpoint_cannot_hold_makes_the_copy_restart_clean(copy_env, shift_api, primary, database):
+    # Every key holds a comma: NibbleIterator splits a resume boundary on commas, so no checkpoint is resumable.
+    primary.execute(f"CREATE TABLE `{database}`.`t` (k VARCHAR(32) NOT NULL PRIMARY KEY, v INT NOT NULL)")
+    primary.execute(f"INSERT INTO `{database}`.`t` SELECT CONCAT('k,', LPAD(seq, 6, '0')), seq FROM seq_1_to_{ROWS}")
+    primary.execute(f"ANALYZE TABLE `{database}`.`t`")
+    conf = start_copy(shift_api, database, "t")
+    mid = conf["id"]
+    stop_mid_copy(copy_env, shift_api, database, mid, conf)
+    checkpoint = state_of(shift_api, mid).checkpoint
+    assert checkpoint["resumable"] is False and "comma" in checkpoint["reason"] and checkpoint["upper"] == []
+    assert local_log(copy_env, mid).count("shift checkpoint: no resumable checkpoint: the chunk key holds") == 1
+
+    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    assert task_states(run) == {"copy": "success"}
+    values = xcoms(run)["copy"]
+    restarted_clean(values, local_log(copy_env, mid), "the checkpoint is not resumable (the chunk key holds")
+    original = ["k", "v"]
+    from tests.support.tables import content_checksum
+
+    assert content_checksum(primary, database, "t", original) == \
+        content_checksum(primary, database, f"_t_new_{mid}", original)

@@ -99,7 +99,7 @@ def test_pause_mid_copy_then_resume_continues_from_the_checkpoint(copy_env, shif
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
     writer = BackgroundWriter(primary, database, "t").start()
-    pauser = Background(lambda: (when(copying(shift_api, mid)), shift_api.human("pause", mid))[1])
+    pauser = Background(lambda: (when(copying(shift_api, mid, above=45)), shift_api.human("pause", mid))[1])
     pauser.start()
     run = run_dag(COPY_DAG, conf)
     assert pauser.join_checked().status_code == 200
