@@ -114,7 +114,8 @@ def test_a_pt_osc_that_cannot_checkpoint_copies_from_zero_and_says_so_once(airfl
 def test_a_chunk_key_the_checkpoint_cannot_hold_makes_the_copy_restart_clean(copy_env, shift_api, primary, database):
     # Every key holds a comma: NibbleIterator splits a resume boundary on commas, so no checkpoint is resumable.
     primary.execute(f"CREATE TABLE `{database}`.`t` (k VARCHAR(32) NOT NULL PRIMARY KEY, v INT NOT NULL)")
-    primary.execute(f"INSERT INTO `{database}`.`t` SELECT CONCAT('k,', LPAD(seq, 6, '0')), seq FROM seq_1_to_{ROWS}")
+    primary.execute(f"INSERT INTO `{database}`.`t` SELECT CONCAT('k,', LPAD(seq, 6, '0')), seq "
+                     f"FROM `{database}`.seq_1_to_{ROWS}")
     primary.execute(f"ANALYZE TABLE `{database}`.`t`")
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]

@@ -487,14 +487,17 @@ class CopyRun:
         latest["alter"] = ptosc.alter_clause(m)
         self.state.checkpoint = latest
         self.state.rows_copied = latest.get("rows_copied")
-        reached = ptosc_checkpoint.percentage(latest)
-        if self._percent is None or reached > self._percent:  # a chunk done since pt-osc's last progress line
-            self._percent = reached
-            self.state.copy_percentage = reached
-            self._dirty_progress = True
         self._rows_this_run = latest.get("rows_this_run")
         if self._rows_this_run is not None:
             self.push(XCOM_ROWS, self._rows_this_run)
+
+    def catch_up_percentage(self) -> None:
+        """At a stop: the percentage of the last checkpoint when a chunk ended after pt-osc's last progress
+        line, so the stopped copy shows where the next one resumes (while it runs, pt-osc's lines rule)."""
+        self.refresh_checkpoint()
+        reached = ptosc_checkpoint.percentage(self.state.checkpoint) if self.state.checkpoint else 0
+        if self._percent is None or reached > self._percent:
+            self._percent = reached
 
     def sync_state(self, api) -> None:
         self.state.copy_percentage = self._percent
@@ -531,6 +534,7 @@ class CopyRun:
             return self.conclude_succeeded()
         failure = ptosc.diagnose(result.exit_code, result.output_tail)
         self.state.copy_status = "failed"
+        self.catch_up_percentage()
         if not failure.transient:
             self.remove_triggers_of_failed_copy()
         self.record_leftovers()
@@ -611,7 +615,8 @@ class CopyRun:
         m = self.migration
         self.state.copy_status = "stopped"
         self.record_leftovers()
-        self.sync_state(self.api)  # first: it reads the last checkpoint
+        self.catch_up_percentage()
+        self.sync_state(self.api)
         then = (f"the next attempt resumes after boundary {self.state.checkpoint.get('upper')}"
                 if ptosc_checkpoint.resumable(self.state.checkpoint) else "the next attempt copies again from 0%")
         self.end_progress(self._percent, None, f"copy stopped ({reason}) at {self._percent or 0}%; {then}")
@@ -678,6 +683,7 @@ class CopyRun:
         self._killed_finalized = True
         m = self.migration
         self.state.copy_status = "killed"
+        self.catch_up_percentage()
         self.record_leftovers()
         self.sync_state(self.api)
         if self.shipper is not None:
