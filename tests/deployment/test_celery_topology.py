@@ -9,6 +9,7 @@ stop worker A come last and start it again.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import uuid
 
 import pytest
 
+from tests.operators.test_copy import shift_log, state_of
 from tests.support.deployment import WORKERS, Deployment, ptosc_processes, wait_for, worker_of
 from tests.support.shift_api import shift_client
 from tests.support.tables import (
@@ -339,6 +341,9 @@ def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:
     writer = BackgroundWriter(server, database, "t", interval=0.01).start()
     try:
         start_copy_on_worker_a(deployment, mid, database, "t")
+        # Worker A has synced a checkpoint to shift's state file: that is what worker B resumes from.
+        wait_for(lambda: state_of(deployment.shift_api, mid).checkpoint.get("resumable"), 60,
+                 "a checkpoint in shift's state file", interval=0.3)
         worker_a = deployment.components[WORKER_A]
         stopped_at = time.monotonic()
         worker_a.signal_group(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
@@ -377,6 +382,15 @@ def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:
     copies = task_hosts(deployment, mid, "copy.on_two", "copy")
     assert copies[0][1] == WORKER_A and copies[0][0] in ("failed", "up_for_retry", "success"), copies
     assert copies[-1] == ("success", WORKER_B), copies
+    # Worker B resumed from worker A's checkpoint instead of copying from the first row.
+    run_id = deployment.migration_runs(mid, "copy")[-1]["dag_run_id"]
+    entry = deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}/taskInstances/copy.on_two/"
+                                   "xcomEntries/copy_resume", params={"deserialize": True})
+    start = entry["value"] if isinstance(entry["value"], dict) else ast.literal_eval(entry["value"])
+    assert start["resumed"] is True and start["rows_copied_before"] > 0 and start["boundary"], start
+    log = shift_log(deployment.shift_api, mid)
+    assert f"resuming the copy after boundary {start['boundary']}" in log
+    assert "that cannot be resumed from" not in log
 
 
 def test_warm_shutdown_of_worker_a_hands_the_copy_to_worker_b(both_workers):

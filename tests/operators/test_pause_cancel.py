@@ -75,12 +75,31 @@ class PinnedPercentages(Background):
         self.join_checked(timeout=30)
 
 
-def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, primary, database):
+def resumed_from_checkpoint(values: dict, log: str, total_rows: int) -> dict:
+    """The resumed attempt started after a boundary, not at row 1, and copied only what remained."""
+    start = values["copy_resume"]
+    assert start["resumed"] is True and start["boundary"] and start["rows_copied_before"] > 0, start
+    assert 0 < start["percentage"] < 100
+    # Its progress went on from the checkpoint's percentage, never back to 0.
+    assert values["copy_progress_history"][0] == start["percentage"]
+    assert min(values["copy_progress_history"]) >= start["percentage"]
+    # It copied the rows after the boundary, not the table again: at most what remained plus two chunks
+    # (SLOW_COPY's 500 rows). Rows the writer added were mostly there already (its triggers), so not counted.
+    copied = values["rows_copied_this_run"]
+    before = start["rows_copied_before"]
+    assert 0 < copied <= total_rows - before + 2 * 500 and before + copied >= 0.9 * total_rows, (start, copied)
+    assert f"resuming the copy after boundary {start['boundary']}" in log
+    assert "an earlier copy attempt left triggers" not in log and "copying again from the start" not in log
+    assert "Reusing new table" in log and "Reusing triggers" in log
+    return start
+
+
+def test_pause_mid_copy_then_resume_continues_from_the_checkpoint(copy_env, shift_api, primary, database):
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
     writer = BackgroundWriter(primary, database, "t").start()
-    pauser = Background(lambda: (when(copying(shift_api, mid)), shift_api.human("pause", mid))[1])
+    pauser = Background(lambda: (when(copying(shift_api, mid, above=45)), shift_api.human("pause", mid))[1])
     pauser.start()
     run = run_dag(COPY_DAG, conf)
     assert pauser.join_checked().status_code == 200
@@ -93,9 +112,12 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
     assert 0 < paused_at < 100 and float(migration["copy_percentage"]) == paused_at
     # Nothing copies any more: no ETA, and the line says where the copy stopped.
     assert values["eta_seconds"] is None and values["waiting_reason"] is None
+    checkpoint = state_of(shift_api, mid).checkpoint
     assert values["progress_line"] == (f"copy stopped (paused) at {paused_at}%; "
-                                       "the next attempt copies again from 0%")
+                                       f"the next attempt resumes after boundary {checkpoint['upper']}")
     assert state_of(shift_api, mid).copy_status == "stopped"
+    assert checkpoint["resumable"] and checkpoint["new_table"] == f"_t_new_{mid}" and checkpoint["rows_copied"] > 0
+    assert values["rows_copied_this_run"] == checkpoint["rows_copied"]
     assert not [p for p in psutil.process_iter(["cmdline"]) if f"D={database}" in " ".join(p.info["cmdline"] or [])]
     assert "stopping pt-osc: shift moved migration" in local_log(copy_env, mid)
 
@@ -104,7 +126,7 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
     assert task_states(run) == {"pause": "success"}
     assert shift_api.migration(mid)["status"] == Status.PAUSED
 
-    # A human resumes: 3 staged again; the copy cleans up the partial attempt and copies again.
+    # A human resumes: 3 staged again; the copy proves the checkpoint and goes on after its boundary.
     assert shift_api.human("resume", mid).status_code == 200
     seen = PinnedPercentages(shift_api, mid).start()
     try:
@@ -113,15 +135,16 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
         seen.stop()
     assert task_states(run) == {"copy": "success"}
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
-    # From the moment the resumed copy pinned its host, shift never showed the old attempt's percentage.
-    assert seen.values and seen.values[0] < paused_at, (paused_at, seen.values)
     values = xcoms(run)["copy"]
+    start = resumed_from_checkpoint(values, local_log(copy_env, mid), ROWS)
+    # shift's percentage went on from the checkpoint's (at most the paused one), never back to 0.
+    assert seen.values and seen.values == sorted(seen.values) and seen.values[0] > 0, (start, seen.values)
+    assert abs(start["percentage"] - paused_at) <= 1, (start, paused_at)
     assert values["copy_percentage"] == 100 and values["eta_seconds"] == 0
     assert values["progress_line"] == f"copy done: 100% of `{database}`.`t` copied into `_t_new_{mid}`"
     assert values["copy_progress_history"][-1] == 100
     assert float(shift_api.migration(mid)["copy_percentage"]) == 100
     log = local_log(copy_env, mid)
-    assert "an earlier copy attempt left triggers" in log and "has no --resume" in log
     assert "has triggers" not in log
     assert state_of(shift_api, mid).copy_attempts == 2
     assert shift_log(shift_api, mid) == log
@@ -172,11 +195,12 @@ def test_pause_and_cancel_without_a_running_copy(copy_env, shift_api, primary, d
     assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
 
 
-def test_stop_file_stops_the_copy_and_offers_the_migration_back(copy_env, shift_api, primary, database):
+def test_stop_file_stops_the_copy_offers_it_back_and_the_next_copy_resumes(copy_env, shift_api, primary, database):
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
-    stopper = Background(lambda: (when(copying(shift_api, mid)), open(copy_env.stop_file_path, "w").close()))
+    writer = BackgroundWriter(primary, database, "t").start()
+    stopper = Background(lambda: (when(copying(shift_api, mid, above=30)), open(copy_env.stop_file_path, "w").close()))
     stopper.start()
     run = run_dag(COPY_DAG, conf)
     stopper.join_checked()
@@ -185,6 +209,15 @@ def test_stop_file_stops_the_copy_and_offers_the_migration_back(copy_env, shift_
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"] and migration["run_host"] is None
     assert "offered back" in shift_log(shift_api, mid)
+    assert state_of(shift_api, mid).checkpoint["resumable"]
+
+    # The stop file goes; the runner claims the offered migration and resumes after the checkpoint.
+    os.remove(copy_env.stop_file_path)
+    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    assert task_states(run) == {"copy": "success"}
+    assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    resumed_from_checkpoint(xcoms(run)["copy"], local_log(copy_env, mid), ROWS)
+    assert_swap_matches(primary, database, "t", writer, mid)
 
 
 def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shift_api, primary, database, tmp_path):
@@ -196,7 +229,9 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
                                 json.dumps(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True, env=private_airflow_env(tmp_path / "worker"))
     try:
-        when(copying(shift_api, mid), timeout=120)
+        # Past the first state syncs: shift's state file holds a checkpoint to resume from.
+        when(copying(shift_api, mid, above=30), timeout=120)
+        when(lambda: state_of(shift_api, mid).checkpoint.get("resumable"), timeout=30)
 
         def ptosc_processes():
             return [p for p in psutil.Process(airflow.pid).children(recursive=True)
@@ -218,12 +253,13 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["run_host"]  # still pinned: it died
     assert state_of(shift_api, mid).copy_status == "running"
 
-    # The runner runs the copy again (Airflow's retry, or a re-claim): it cleans up and copies anew.
+    # The runner runs the copy again (Airflow's retry, or a re-claim): it resumes from the checkpoint
+    # the dead task last synced to shift's state file.
+    assert state_of(shift_api, mid).checkpoint["resumable"]
     run = run_dag(COPY_DAG, conf)
     assert task_states(run) == {"copy": "success"}
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
-    log = local_log(copy_env, mid)
-    assert "an earlier copy attempt left triggers" in log
+    resumed_from_checkpoint(xcoms(run)["copy"], local_log(copy_env, mid), ROWS)
     assert_swap_matches(primary, database, "t", writer, mid)
 
 
