@@ -230,7 +230,9 @@ def test_pause_and_cancel_run_on_worker_b_and_stop_the_copy_on_worker_a(both_wor
     assert timed("pause_ptosc_gone", paused_at) <= HONOUR_SECONDS
     wait_status(deployment, mid, {12}, 60)
     timed("pause_to_status_12", paused_at)
-    assert task_hosts(deployment, mid, "pause", "pause") == [("success", WORKER_B)]
+    # shift shows 12 as soon as the pause step said next_step; Airflow records the task's success just after.
+    wait_for(lambda: task_hosts(deployment, mid, "pause", "pause") == [("success", WORKER_B)], 30,
+             "the pause task to be recorded as a success on worker B", interval=0.3)
     copy_runs = task_hosts(deployment, mid, "copy.on_one", "copy")
     assert copy_runs == [("success", WORKER_A)], copy_runs  # stopped, not failed: the pause took it over
     assert migration(deployment, mid)["run_host"] is None

@@ -84,10 +84,11 @@ def resumed_from_checkpoint(values: dict, log: str, total_rows: int) -> dict:
     assert values["copy_progress_history"][0] == start["percentage"]
     assert min(values["copy_progress_history"]) >= start["percentage"]
     # It copied the rows after the boundary, not the table again: at most what remained plus two chunks
-    # (SLOW_COPY's 500 rows). Rows the writer added were mostly there already (its triggers), so not counted.
+    # (SLOW_COPY's 500 rows). Rows already in the shadow table (the writer's, through the triggers, or
+    # copied after the last synced checkpoint of a killed copy) are skipped by INSERT IGNORE, not counted.
     copied = values["rows_copied_this_run"]
     before = start["rows_copied_before"]
-    assert 0 < copied <= total_rows - before + 2 * 500 and before + copied >= 0.9 * total_rows, (start, copied)
+    assert 0 < copied <= total_rows - before + 2 * 500, (start, copied)
     assert f"resuming the copy after boundary {start['boundary']}" in log
     assert "an earlier copy attempt left triggers" not in log and "copying again from the start" not in log
     assert "Reusing new table" in log and "Reusing triggers" in log
