@@ -15,6 +15,13 @@ generates `bench.t` with N rows, and times, `--repeat` times each on the same ta
                (a ratio to bare-ptosc). A writer updating single rows runs 3 s before it
                (idle baseline) and during it: its p99 latency in both, and their ratio.
 
+* resume       kill -9 of pt-osc (with shift's checkpoint plugin, the argv and environment the
+               operator gives it) at ~50% of the copy, then pt-osc resumed from the checkpoint
+               it left: `resume/full` is the resumed run's wall time over a full copy with the
+               plugin measured in the same repetition (must be <= 0.6), and the rows the resumed
+               run copied are printed against the rows remaining + 2 chunks (the bound). The
+               plugin's own cost is `full-with-plugin/bare-ptosc`.
+
 plus the claim latency (a migration staged -> unstaged by the sensor DAG and its trigger
 polling every 0.2 s) and the operator's peak RSS and CPU seconds per million rows (the
 task runs in this process under dag.test; pt-osc's own CPU is reported apart). Prints
@@ -144,12 +151,16 @@ class Bench:
     def __init__(self, rows: int, repeat: int) -> None:
         self.rows, self.repeat = rows, repeat
         self.results: dict[str, list[float]] = {"bare-ptosc": [], "operator": [], "alter-copy": [], "instant": [],
-                                                "checksum": []}
+                                                "checksum": [], "full-with-plugin": [], "resumed": []}
         self.extra: dict[str, list[float]] = {"operator_peak_rss_mb": [], "operator_cpu_s_per_mrows": [],
                                                "ptosc_cpu_s_per_mrows": [], "operator_task_instance_s": [],
                                                "operator_dag_test_s": [],
                                                "claim_latency_s": [], "write_p99_idle_ms": [],
-                                               "write_p99_checksum_ms": []}
+                                               "write_p99_checksum_ms": [], "resume_rows_copied": [],
+                                               "resume_rows_bound": [], "resume_killed_at_percent": []}
+        # Every write latency of every repetition: the p99s are taken over the pooled samples
+        # (a few thousand writes), far steadier than a median of per-run p99s of a few hundred.
+        self.write_latencies: dict[str, list[float]] = {"idle": [], "checksum": []}
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -161,6 +172,7 @@ class Bench:
         if not pt_osc:
             raise SystemExit("pt-online-schema-change is not installed; run `make bootstrap`")
         say("starting MariaDB, the reference shift API and an isolated Airflow home")
+        self.workdir = workdir
         self.server = MariaDBServer(server_id=1, basedir=workdir / "mariadb",
                                     extra_args=("--innodb-buffer-pool-size=512M",)).start()
         self.api = ShiftApiServer({"bench": (self.server.host, self.server.port)}).start()
@@ -229,6 +241,73 @@ class Bench:
         self.api.machine("next_step", migration.id)  # out of the way: 3 -> 4
         return elapsed
 
+    def ptosc_with_checkpoint(self, migration, workdir: Path, resume: bool, kill_at: int | None = None):
+        """pt-osc with the checkpoint plugin as the operator runs it: (seconds, last checkpoint, killed at %)."""
+        from shift_provider import ptosc, ptosc_checkpoint
+        from shift_provider.hooks.cluster import ShiftClusterHook
+        from shift_provider.ptosc_process import ChildProcess
+        from shift_provider.settings import get_settings
+
+        settings = get_settings()
+        checkpoint_path = workdir / ptosc_checkpoint.CHECKPOINT_FILE
+        resume_path = workdir / ptosc_checkpoint.RESUME_FILE if resume else None
+        if resume:
+            ptosc_checkpoint.write_resume(resume_path, ptosc_checkpoint.read(checkpoint_path))
+        checkpoint_path.unlink(missing_ok=True)
+        killed_at = None
+        with ShiftClusterHook(migration, settings).defaults_file() as defaults:
+            command = ptosc.build_command(migration, settings, defaults, ptosc.Mode.EXECUTE, progress_interval=1,
+                                          extra_args=ptosc_checkpoint.plugin_args())
+            started = time.monotonic()
+            child = ChildProcess(command.argv, env=ptosc_checkpoint.environment(checkpoint_path, resume_path)).start()
+            tail: list[str] = []
+            for line in child.lines(tick=0.05):
+                if line is not None:
+                    tail = (tail + [line.text])[-20:]
+                if kill_at is not None and killed_at is None:
+                    # pt-osc's progress lines come once a second (a quarter of a 1M-row copy here); the
+                    # checkpoint, polled every 50 ms, says sooner when half the rows are in: kill -9 then,
+                    # while the next chunk is being copied (that chunk is lost: the resume copies it again).
+                    reached = ptosc_checkpoint.read(checkpoint_path) or {}
+                    percent = 100 * (reached.get("rows_copied") or 0) / max(1, reached.get("row_estimate") or 0)
+                    if percent >= kill_at:
+                        killed_at = round(percent)
+                        child.signal_group(9)  # kill -9: no cleanup, no last checkpoint
+            code = child.wait()
+            elapsed = time.monotonic() - started
+        if kill_at is not None and killed_at is None:
+            raise SystemExit(f"the copy ended ({code}) before {kill_at}%: too few rows to measure a resume "
+                             "(--rows 1000000)")
+        if kill_at is None and code != 0:
+            raise SystemExit(f"pt-osc with the checkpoint plugin ended {code}: " + " | ".join(tail))
+        return elapsed, ptosc_checkpoint.read(checkpoint_path), killed_at
+
+    def resume_after_kill(self, workdir: Path) -> tuple[float, float]:
+        """A full copy with the plugin, then one killed at ~50% and resumed: (full s, resumed s)."""
+        from shift_provider.models import Migration
+
+        self.reset()
+        full, _, _ = self.ptosc_with_checkpoint(Migration.from_payload(self.claimed_migration()), workdir, False)
+        self.reset()
+        migration = Migration.from_payload(self.claimed_migration())
+        _, killed, killed_at = self.ptosc_with_checkpoint(migration, workdir, False, kill_at=50)
+        if not (killed and killed.get("resumable")):
+            raise SystemExit(f"the killed copy left no resumable checkpoint: {killed}")
+        rows = self.server.query(f"SELECT COUNT(*) FROM `{DATABASE}`.`{TABLE}`")[0][0]
+        resumed, done, _ = self.ptosc_with_checkpoint(migration, workdir, True)
+        shadow_rows = self.server.query(f"SELECT COUNT(*) FROM `{DATABASE}`.`_{TABLE}_new_{migration.id}`")[0][0]
+        if shadow_rows != rows:
+            raise SystemExit(f"the resumed copy left {shadow_rows} rows in the shadow table, the table has {rows}")
+        remaining = rows - killed["rows_copied"]
+        bound = remaining + 2 * max(killed["chunk_size"], done["chunk_size"])
+        self.extra["resume_rows_copied"].append(done["rows_this_run"])
+        self.extra["resume_rows_bound"].append(bound)
+        self.extra["resume_killed_at_percent"].append(killed_at)
+        say(f"resume: killed at {killed_at}% after {killed['rows_copied']} rows; the resumed run copied "
+            f"{done['rows_this_run']} rows (remaining {remaining} + 2 chunks = {bound})")
+        self.api.machine("next_step", migration.id)
+        return full, resumed
+
     def operator(self, sampler: Sampler) -> float:
         from tests.support.airflow import dag_bag
 
@@ -277,6 +356,8 @@ class Bench:
             raise SystemExit(f"the checksum of a clean copy found {result}")
         self.extra["write_p99_idle_ms"].append(_p99(idle) * 1000)
         self.extra["write_p99_checksum_ms"].append(_p99(during) * 1000)
+        self.write_latencies["idle"] += idle
+        self.write_latencies["checksum"] += during
         return elapsed
 
     def alter(self, algorithm: str) -> float:
@@ -325,6 +406,11 @@ class Bench:
                         seconds = self.alter("COPY" if name == "alter-copy" else "INSTANT")
                     self.results[name].append(seconds)
                     say(f"run {rep}/{self.repeat} {name:<10} {seconds:8.3f} s")
+                full, resumed = self.resume_after_kill(self.workdir)
+                self.results["full-with-plugin"].append(full)
+                self.results["resumed"].append(resumed)
+                say(f"run {rep}/{self.repeat} full copy with the plugin {full:8.3f} s, resumed after kill -9 at ~50% "
+                    f"{resumed:8.3f} s")
             self.reset()
             for _ in range(self.repeat):
                 self.extra["claim_latency_s"].append(self.claim_latency())
@@ -333,14 +419,18 @@ class Bench:
     def report(self, json_path: Path) -> dict:
         med = {name: statistics.median(values) for name, values in self.results.items()}
         extra = {name: statistics.median(values) for name, values in self.extra.items() if values}
+        extra["write_p99_idle_ms"] = _p99(self.write_latencies["idle"]) * 1000
+        extra["write_p99_checksum_ms"] = _p99(self.write_latencies["checksum"]) * 1000
         ratios = {"operator/bare-ptosc": med["operator"] / med["bare-ptosc"],
                   "bare-ptosc/alter-copy": med["bare-ptosc"] / med["alter-copy"],
                   "bare-ptosc/instant": med["bare-ptosc"] / med["instant"],
                   "checksum/copy": med["checksum"] / med["bare-ptosc"],
+                  "resume/full": med["resumed"] / med["full-with-plugin"],
+                  "full-with-plugin/bare-ptosc": med["full-with-plugin"] / med["bare-ptosc"],
                   "write_p99_checksum/idle": extra["write_p99_checksum_ms"] / max(extra["write_p99_idle_ms"], 1e-6)}
         print()
         print(f"rows: {self.rows}   repetitions: {self.repeat}   (median seconds)")
-        for name in ("bare-ptosc", "operator", "alter-copy", "instant", "checksum"):
+        for name in ("bare-ptosc", "operator", "alter-copy", "instant", "checksum", "full-with-plugin", "resumed"):
             runs = " ".join(f"{v:.3f}" for v in self.results[name])
             print(f"{name:<12} {med[name]:9.3f}   runs: {runs}")
         print(f"operator task instance start-to-end: {extra['operator_task_instance_s']:.3f} s "
@@ -353,7 +443,15 @@ class Bench:
         print(f"bare-ptosc/alter-copy: {ratios['bare-ptosc/alter-copy']:.2f}")
         print(f"bare-ptosc/instant: {ratios['bare-ptosc/instant']:.2f}")
         print(f"checksum/copy: {ratios['checksum/copy']:.2f}")
-        print(f"writer p99 latency: idle {extra['write_p99_idle_ms']:.1f} ms, during the checksum "
+        print(f"resume/full: {ratios['resume/full']:.2f} (kill -9 at ~50%, then resumed from the checkpoint; "
+              "must be <= 0.6)")
+        print("resumed run's rows copied vs remaining + 2 chunks: " + ", ".join(
+            f"{int(c)} <= {int(b)}" if c <= b else f"{int(c)} > {int(b)} (OVER)"
+            for c, b in zip(self.extra["resume_rows_copied"], self.extra["resume_rows_bound"])))
+        print(f"full-with-plugin/bare-ptosc: {ratios['full-with-plugin/bare-ptosc']:.2f} (the checkpoint's own cost)")
+        print(f"writer p99 latency over {len(self.write_latencies['idle'])} idle and "
+              f"{len(self.write_latencies['checksum'])} checksum-time writes: idle {extra['write_p99_idle_ms']:.1f} ms, "
+              "during the checksum "
               f"{extra['write_p99_checksum_ms']:.1f} ms (write_p99_checksum/idle: "
               f"{ratios['write_p99_checksum/idle']:.2f})")
         results = {"rows": self.rows, "repeat": self.repeat, "runs": self.results, "median_seconds": med,

@@ -1,11 +1,15 @@
-"""Foreign keys are refused at prepare unless the settings allow them (the shift UI refuses them too).
+"""Prepare: which pt-osc ALTERs foreign keys rule out.
 
-pt-osc copies a child table into a new one whose constraints it must rename (``fk`` ->
-``_fk``), so the schema differs from what was asked; the old table retired to pending
-drops keeps its constraint to the live parent (deleting a parent row then fails with
-1451 naming the retired table), and a second such table in pending drops collides on
-the constraint name after the swap. A parent table's children keep pointing at the
-retired table. Until each of those is handled, refusing up front is the safe answer.
+A table other tables' foreign keys reference (a parent, or a table referencing
+itself) is always refused: pt-osc would have to rewrite those children's
+constraints (``--alter-foreign-keys-method``), which is SQL on tables that are not
+the migration's, and with ``--no-swap-tables`` it cannot do that at all.
+
+A child table (its own foreign keys, or an ALTER adding one) is refused by default,
+as the shift UI refuses them; ``allow_foreign_keys: true`` lets it through, and then
+``foreign_key_names`` gives pt-osc's renamed constraints their names back after the
+swap and strips a retired table's constraints, so nothing of the copy holds a live
+parent or collides in pending drops.
 """
 
 from __future__ import annotations
@@ -13,14 +17,25 @@ from __future__ import annotations
 from shift_provider.sql import tokenize
 
 
-def constraints(hook, database: str, table: str) -> list[str]:
-    """The foreign keys that hold the table as child or as parent, described for a human."""
-    rows = hook.get_records(
-        "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME "
-        "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s) "
-        "OR (UNIQUE_CONSTRAINT_SCHEMA = %s AND REFERENCED_TABLE_NAME = %s) ORDER BY 1, 2, 3",
-        parameters=(database, table, database, table))
+def _describe(rows) -> list[str]:
     return [f"`{r[2]}` (`{r[0]}`.`{r[1]}` -> `{r[3]}`.`{r[4]}`)" for r in rows]
+
+
+def _select(hook, where: str, parameters: tuple) -> list:
+    return hook.get_records(
+        "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME "
+        f"FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE {where} ORDER BY 1, 2, 3", parameters=parameters)
+
+
+def referencing(hook, database: str, table: str) -> list[str]:
+    """The foreign keys that reference the table (it is their parent), described for a human."""
+    return _describe(_select(hook, "UNIQUE_CONSTRAINT_SCHEMA = %s AND REFERENCED_TABLE_NAME = %s",
+                             (database, table)))
+
+
+def constraints(hook, database: str, table: str) -> list[str]:
+    """The table's own foreign keys (it is the child), described for a human."""
+    return _describe(_select(hook, "CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s", (database, table)))
 
 
 def adds_foreign_key(clause: str) -> bool:
@@ -31,13 +46,19 @@ def adds_foreign_key(clause: str) -> bool:
     return "REFERENCES" in words or any(words[i:i + 2] == ["FOREIGN", "KEY"] for i in range(len(words)))
 
 
-def refusal(hook, database: str, table: str, clause: str) -> str | None:
-    """Why this pt-osc ALTER is refused for foreign keys (None when none are involved)."""
+def refusal(hook, database: str, table: str, clause: str, allowed: bool) -> str | None:
+    """Why this pt-osc ALTER is refused for foreign keys (None when it may run)."""
+    parents = referencing(hook, database, table)
+    if parents:
+        return (f"refusing this ALTER of `{database}`.`{table}`: foreign keys {', '.join(parents)} reference it. "
+                "pt-online-schema-change would have to rebuild those tables' constraints to point at the new "
+                "table (--alter-foreign-keys-method), which changes tables other than the migration's own; "
+                "shift never does that, whatever allow_foreign_keys says. Run it as a short run (ALTER in "
+                "place) instead")
     found = constraints(hook, database, table)
-    if not found and not adds_foreign_key(clause):
+    if allowed or (not found and not adds_foreign_key(clause)):
         return None
     what = f"foreign keys {', '.join(found)}" if found else "the ALTER adds a foreign key"
-    return (f"refusing this ALTER of `{database}`.`{table}`: {what}. pt-online-schema-change renames a child "
-            "table's constraints, the retired table keeps its constraint to the live parent and pending drops "
-            "can collide on constraint names, so shift refuses foreign keys; set allow_foreign_keys: true in "
-            "the runner settings to run it anyway")
+    return (f"refusing this ALTER of `{database}`.`{table}`: {what}. shift refuses foreign keys by default "
+            "(as its UI does); set allow_foreign_keys: true in the runner settings to run it: the constraint "
+            "names then come out as asked and the retired table keeps no foreign key")

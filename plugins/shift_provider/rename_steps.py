@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from shift_provider import bounded_ddl, schema_ops, statement_log
+from shift_provider import bounded_ddl, foreign_key_names, schema_ops, statement_log
 from shift_provider.bounded_ddl import LockBound, LockBoundExceeded
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.settings import Settings
@@ -358,8 +358,11 @@ def retire_old_table(hook, database: str, old_table: str, target: tuple[str, str
     """Move the old table into pending drops (kept as is when that is its own database) or drop it.
 
     Idempotent: an old table already moved or dropped is left alone. Returns what happened.
+    Its foreign keys go first, wherever it goes (see ``foreign_key_names``).
     """
     here = schema_ops.table_exists(hook, database, old_table)
+    if here:
+        foreign_key_names.drop_all(hook, database, old_table, bound, log)
     if target is None:
         if not here:
             return "already dropped"
@@ -382,6 +385,17 @@ def retire_old_table(hook, database: str, old_table: str, target: tuple[str, str
     bounded_ddl.run(hook, [f"RENAME TABLE {qualified(database, old_table)} TO {qualified(*target)}"], bound,
                     f"RENAME TABLE `{database}`.`{old_table}` to pending drops", log)
     return f"moved to `{target[0]}`.`{target[1]}`"
+
+
+def retire_problems(hook, target: tuple[str, str] | None) -> list[str]:
+    """What would make the old table's retirement fail after the swap, checked before it.
+
+    A name already taken in pending drops; constraint names cannot collide there, the
+    old table's foreign keys are dropped before it moves.
+    """
+    if target is not None and schema_ops.table_exists(hook, *target):
+        return [f"pending drops already holds a table `{target[0]}`.`{target[1]}`, the old table's name there"]
+    return []
 
 
 def analyze(hook, database: str, tables: list[str], bound: LockBound, log) -> None:

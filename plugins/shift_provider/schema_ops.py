@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shift_provider import bounded_ddl
+from shift_provider import bounded_ddl, foreign_key_names
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.ptosc import TRIGGER_PREFIX as PTOSC_TRIGGER_PREFIX
@@ -102,6 +102,8 @@ def retire_table(hook, settings: Settings, database: str, table: str, now: datet
     """Move a table to pending drops under a timestamped name, or drop it when trash is off.
 
     Returns where it went (``db.name``) or ``"dropped"``, for the log. Under the lock bound.
+    Its foreign keys go first: a retired table must not hold a parent's rows hostage (1451)
+    nor collide in pending drops on a constraint name (see ``foreign_key_names``).
     """
     bound = LockBound.of(settings)
     if not settings.enable_trash:
@@ -109,6 +111,7 @@ def retire_table(hook, settings: Settings, database: str, table: str, now: datet
                         f"DROP TABLE `{database}`.`{table}`", log)
         return "dropped"
     target_db = trash_database(settings, database)
+    foreign_key_names.drop_all(hook, database, table, bound, log)
     ensure_database(hook, target_db)
     target = timestamped_name(table, now)
     bounded_ddl.run(hook, [f"RENAME TABLE {qualified(database, table)} TO {qualified(target_db, target)}"], bound,

@@ -69,7 +69,7 @@ class Settings(BaseModel):
     copy_pool: str = "shift_copy"  # the global cap on copies running at once
     allowed_config_dirs: list[str] = Field(default_factory=lambda: ["/etc/shift/pt-osc"])
     prefer_instant_ddl: bool = True  # metadata-only ALTERs skip the copy (ALGORITHM=INSTANT at rename); see instant_ddl
-    allow_foreign_keys: bool = False  # pt-osc ALTERs of tables with foreign keys are refused at prepare; see foreign_keys
+    allow_foreign_keys: bool = False  # pt-osc ALTERs of child tables allowed (parents never); see foreign_keys
     rename_lock_wait_timeout: int = Field(default=3, ge=1)
     rename_retries: int = Field(default=5, ge=0)
     checksum_chunk_seconds: float = Field(default=0.5, gt=0)  # the copy's checksum: target time per chunk

@@ -35,6 +35,12 @@ class MigrationState:
     # The original table's definition when the copy started (table_definition.parts): the rename
     # refuses to swap when the live table has changed since, as the shadow table would lose it.
     original_definition: dict[str, str] = field(default_factory=dict)
+    # {shadow table's foreign key: the name asked for}, saved before the swap (foreign_key_names).
+    foreign_key_names: dict[str, str] = field(default_factory=dict)
+    # pt-osc's last checkpoint (ptosc_checkpoint): the last copied chunk's upper boundary, rows copied,
+    # chunk size, plus when the triggers were made and the ALTER; a copy on any worker resumes from it
+    # when copy_resume proves it usable. Empty: the next copy starts from the first row.
+    checkpoint: dict = field(default_factory=dict)
     updated_at: str = ""
 
     def to_yaml(self) -> str:

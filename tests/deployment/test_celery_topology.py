@@ -9,6 +9,7 @@ stop worker A come last and start it again.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import uuid
 
 import pytest
 
+from tests.operators.test_copy import shift_log, state_of
 from tests.support.deployment import WORKERS, Deployment, ptosc_processes, wait_for, worker_of
 from tests.support.shift_api import shift_client
 from tests.support.tables import (
@@ -264,6 +266,10 @@ def test_pause_defers_the_copy_resume_continues_it_in_the_same_task_and_cancel_c
         deployment.set_consuming(WORKER_B, True)
     copy_ti = ti_of(deployment, run_id, "copy", "running")
     assert copy_ti and copy_ti["try_number"] == 1, copy_ti  # the same task, not a retry or a new run
+    # ... and it goes on from the checkpoint the paused copy left, not from the first row.
+    start = wait_for(lambda: copy_resume_of(deployment, run_id, "copy"), 30, "the resumed copy's copy_resume")
+    assert start["resumed"] is True and start["rows_copied_before"] > 0 and start["boundary"], start
+    assert f"resuming the copy after boundary {start['boundary']}" in shift_log(deployment.shift_api, mid)
 
     # Cancel while it copies: the copy stops pt-osc, claims the cancel, cleans up, and the run ends.
     client(deployment, "cancel", str(mid))
@@ -309,6 +315,19 @@ def requests_delete(deployment: Deployment, path: str) -> None:
     import requests
 
     requests.delete(f"{deployment.airflow_url}/api/v2/{path}", timeout=10).raise_for_status()
+
+
+def copy_resume_of(deployment: Deployment, run_id: str, task_id: str) -> dict | None:
+    """The copy task's ``copy_resume`` XCom (how its latest copy started), or None before it pushed one."""
+    import requests
+
+    try:
+        entry = deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}/taskInstances/{task_id}/"
+                                       "xcomEntries/copy_resume", params={"deserialize": True})
+    except requests.HTTPError:
+        return None
+    value = entry["value"]
+    return value if isinstance(value, dict) else ast.literal_eval(value)
 
 
 def ti_of(deployment: Deployment, run_id: str, task_id: str, state: str) -> dict | None:
@@ -396,6 +415,9 @@ def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:
     writer = BackgroundWriter(server, database, "t", interval=0.01).start()
     try:
         start_copy_on_worker_a(deployment, mid, database, "t")
+        # Worker A has synced a checkpoint to shift's state file: that is what worker B resumes from.
+        wait_for(lambda: state_of(deployment.shift_api, mid).checkpoint.get("resumable"), 60,
+                 "a checkpoint in shift's state file", interval=0.3)
         worker_a = deployment.components[WORKER_A]
         stopped_at = time.monotonic()
         worker_a.signal_group(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
@@ -434,6 +456,13 @@ def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:
     copies = task_hosts(deployment, mid, "copy", "copy")
     assert copies[0][1] == WORKER_A and copies[0][0] in ("failed", "up_for_retry", "success"), copies
     assert copies[-1] == ("success", WORKER_B), copies
+    # Worker B resumed from worker A's checkpoint instead of copying from the first row.
+    run_id = deployment.migration_runs(mid, "copy")[-1]["dag_run_id"]
+    start = copy_resume_of(deployment, run_id, "copy")
+    assert start and start["resumed"] is True and start["rows_copied_before"] > 0 and start["boundary"], start
+    log = shift_log(deployment.shift_api, mid)
+    assert f"resuming the copy after boundary {start['boundary']}" in log
+    assert "that cannot be resumed from" not in log
 
 
 def test_warm_shutdown_of_worker_a_hands_the_copy_to_worker_b(both_workers):

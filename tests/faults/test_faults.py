@@ -16,8 +16,8 @@ import pytest
 
 from shift_provider.codes import Status
 from shift_provider.state_file import MigrationState
-from tests.support.airflow import run_dag, task_states
-from tests.support.e2e import WAITS, claim_and_run, spawn_migration_run
+from tests.support.airflow import run_dag, task_states, xcoms
+from tests.support.e2e import WAITS, Dba, claim_and_run, spawn_migration_run
 from tests.support.faults import FaultProxy, kill_group, ptosc_processes, wait_for
 from tests.support.mariadb import MariaDBServer
 from tests.support.tables import (
@@ -110,8 +110,15 @@ def fault_env(airflow_home, shift_settings, shift_api, ptosc):
 
 # -- (a) kill -9 of the task during the copy ----------------------------------------------------
 
-def test_kill_9_of_the_copy_task_kills_ptosc_and_the_offered_copy_completes(fault_env, shift_api, primary,
-                                                                          database, tmp_path):
+def resumed(run, api, migration_id: int) -> dict:
+    """The copy of ``run`` resumed from the checkpoint (boundary, rows counted; see test_pause_cancel)."""
+    from tests.operators.test_pause_cancel import resumed_from_checkpoint
+
+    return resumed_from_checkpoint(xcoms(run)[COPY_TASK], shift_log(api, migration_id), 40000)
+
+
+def test_kill_9_of_the_copy_task_kills_ptosc_and_the_offered_copy_resumes(fault_env, shift_api, primary,
+                                                                        database, tmp_path):
     fault_env()
     prepare_table(primary, database, 40000)
     conf = claimed_copy(shift_api, database)
@@ -119,7 +126,8 @@ def test_kill_9_of_the_copy_task_kills_ptosc_and_the_offered_copy_completes(faul
     writer = BackgroundWriter(primary, database, "t").start()
     worker = spawn_migration_run(conf, tmp_path / "worker")
     try:
-        wait_for(copying(shift_api, mid), 120, "the copy to make progress")
+        wait_for(copying(shift_api, mid, above=30), 120, "the copy to pass 30%")
+        wait_for(lambda: state_of(shift_api, mid).checkpoint.get("resumable"), 30, "a checkpoint in shift")
         ptosc = wait_for(lambda: ptosc_processes(worker.pid), 10, "pt-osc under the task")
         assert ptosc[0].pid == os.getpgid(ptosc[0].pid)  # its own group: the task's kill -9 does not reach it
     finally:
@@ -139,12 +147,77 @@ def test_kill_9_of_the_copy_task_kills_ptosc_and_the_offered_copy_completes(faul
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"] and not migration["run_host"]
 
-    # The sensor DAG claims it again; the copy removes the dead attempt's triggers and shadow table and copies anew.
+    # The checkpoint survived the hand-back: the sensor DAG claims it again and the copy resumes after it.
+    assert state_of(shift_api, mid).copy_status == "lost" and state_of(shift_api, mid).checkpoint["resumable"]
     runs = claim_and_run()
     assert [task_states(r)[COPY_TASK] for _, r in runs] == ["success"], runs
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
-    assert "an earlier copy attempt left triggers" in shift_log(shift_api, mid)
+    resumed(runs[0][1], shift_api, mid)
     assert state_of(shift_api, mid).copy_attempts == 2
+    rename_and_check(shift_api, primary, database, mid, writer)
+
+
+# -- (a2) a pause at ~50%, and the stop file, through the migration DAG --------------------------
+
+def test_pause_at_half_then_resume_through_the_migration_dag_continues_from_the_checkpoint(fault_env, shift_api,
+                                                                                           primary, database):
+    """The copy task of the migration's run stops pt-osc at ~50%, moves to 12 and waits deferred; the resume
+    wakes the same task, which goes on after the checkpoint's boundary."""
+    fault_env()
+    prepare_table(primary, database, 40000)
+    conf = claimed_copy(shift_api, database)
+    mid = conf["id"]
+    writer = BackgroundWriter(primary, database, "t").start()
+    paused: dict = {}
+
+    def pause_at_half():
+        wait_for(copying(shift_api, mid, above=45), 120, "the copy to pass 45%")
+        assert shift_api.human("pause", mid).status_code == 200
+
+    def resume_once_paused():
+        paused["migration"] = shift_api.migration(mid)
+        paused["state"] = state_of(shift_api, mid)
+        assert shift_api.human("resume", mid).status_code == 200
+
+    with Dba(shift_api, mid, {Status.COPY_IN_PROGRESS: pause_at_half, Status.PAUSED: resume_once_paused}):
+        run = run_step(conf)
+    # Paused (12) by the copy task itself, unstaged, pt-osc's host released, the checkpoint kept.
+    assert paused["migration"]["status"] == Status.PAUSED and not paused["migration"]["staged"]
+    assert paused["migration"]["run_host"] is None
+    assert paused["state"].copy_status == "stopped" and paused["state"].checkpoint["resumable"]
+    # The same copy task, woken by the resume, copied on from the checkpoint.
+    assert task_states(run)[COPY_TASK] == "success"
+    assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    start = resumed(run, shift_api, mid)
+    assert start["percentage"] >= 45
+    assert start["boundary"] == paused["state"].checkpoint["upper"]
+    assert state_of(shift_api, mid).copy_attempts == 2
+    rename_and_check(shift_api, primary, database, mid, writer)
+
+
+def test_stop_file_then_another_run_of_the_migration_dag_resumes_from_the_checkpoint(fault_env, shift_api,
+                                                                                    primary, database, tmp_path):
+    settings = fault_env()
+    prepare_table(primary, database, 40000)
+    conf = claimed_copy(shift_api, database)
+    mid = conf["id"]
+    writer = BackgroundWriter(primary, database, "t").start()
+    from tests.operators.test_copy import Background
+
+    stopper = Background(lambda: (wait_for(copying(shift_api, mid, above=30), 120, "the copy to pass 30%"),
+                                  open(settings.stop_file_path, "w").close()))
+    stopper.start()
+    run = run_step(conf)
+    stopper.join_checked(timeout=120)
+    assert task_states(run)[COPY_TASK] == "skipped"  # handed back: not green, nothing copied for a rename
+    assert xcoms(run)[COPY_TASK]["copy_outcome"] == "stopped:stop_file"
+    migration = shift_api.migration(mid)
+    assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"]
+    os.remove(settings.stop_file_path)
+    runs = claim_and_run()  # the offered migration, claimed again by the sensor DAG
+    assert [task_states(r)[COPY_TASK] for _, r in runs] == ["success"], runs
+    assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    resumed(runs[0][1], shift_api, mid)
     rename_and_check(shift_api, primary, database, mid, writer)
 
 
@@ -157,7 +230,7 @@ def dedicated():
     server.destroy()
 
 
-def test_primary_restart_during_copy_errors_and_the_resumed_copy_completes(fault_env, shift_api, dedicated):
+def test_primary_restart_during_copy_errors_and_the_copy_resumes_from_its_checkpoint(fault_env, shift_api, dedicated):
     server, database = dedicated, "restarted"
     fault_env(host_override=server.host, port_override=server.port)
     prepare_table(server, database, 40000)
@@ -170,7 +243,8 @@ def test_primary_restart_during_copy_errors_and_the_resumed_copy_completes(fault
     restarted = threading.Event()
 
     def restart_mid_copy():
-        wait_for(copying(shift_api, mid, above=10), 120, "the copy to pass 10%")
+        wait_for(copying(shift_api, mid, above=30), 120, "the copy to pass 30%")
+        wait_for(lambda: state_of(shift_api, mid).checkpoint.get("resumable"), 30, "a checkpoint in shift")
         server.restart()
         restarted.set()
 
@@ -188,11 +262,14 @@ def test_primary_restart_during_copy_errors_and_the_resumed_copy_completes(fault
     assert state_of(shift_api, mid).copy_status == "failed"
     assert not [p for p in ptosc_processes() if f"P={server.port}" in " ".join(p.cmdline())]
 
-    # A human resumes (13 -> 3, staged); the runner claims it and copies again from scratch.
-    assert shift_api.human("resume", mid).status_code == 200
-    run = run_step(claim(shift_api, mid))
+    # A transient fault keeps the shadow table, the triggers and the checkpoint.
+    assert state_of(shift_api, mid).checkpoint["resumable"]
+    # The DBA clears the failed copy task (it re-runs on the run's claim, as here): it resumes the migration in
+    # shift (13 -> 3) with the current lock_version, claims it, and the copy goes on after the checkpoint.
+    run = run_step(conf)
     assert task_states(run)[COPY_TASK] == "success"
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    resumed(run, shift_api, mid)
     assert writer.errors, "the writer should have seen the restart"
     rename_and_check(shift_api, server, database, mid, writer)
 

@@ -16,7 +16,7 @@ from shift_provider.codes import Status
 from tests.operators.test_copy import COPY_DAG, claim, shift_log, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
 from tests.support.airflow import run_dag, task_states
-from tests.support.tables import BackgroundWriter, create_sample_table, tables_in, triggers_on
+from tests.support.tables import BackgroundWriter, columns_of, create_sample_table, tables_in, triggers_on
 
 BOUND = LockBound(timeout=1, retries=2)
 READER_SECONDS = 60  # what the reader would hold without the bound
@@ -155,3 +155,47 @@ def test_resumed_copy_cleanup_gives_up_within_the_bound_behind_a_reader_and_a_re
     finally:
         writer.stop()
     assert writer.max_latency < BOUND.timeout + MARGIN
+
+
+def test_short_run_alter_gives_up_within_the_bound_behind_a_reader_and_a_retry_finishes(
+        airflow_home, shift_api, primary, database, shift_settings):
+    """run_ddl runs the user's ALTER on the live table: bounded like the runner's own DDL."""
+    shift_settings(rename_lock_wait_timeout=BOUND.timeout, rename_retries=BOUND.retries)
+    create_sample_table(primary, database, "t", 500)
+    created = shift_api.create("ALTER TABLE t ADD COLUMN short_run INT NULL", database=database)
+    shift_api.drive_to_start(created["id"], runtype="short")
+    mid, conf = created["id"], claim(shift_api, created["id"])
+
+    writer = BackgroundWriter(primary, database, "t").start()
+    reader = Reader(primary, database, "t")
+    reader.start()
+    try:
+        assert reader.holding.wait(10)
+        time.sleep(0.5)
+        baseline_ops = writer.operations
+        started = time.monotonic()
+        run = run_dag("shift_test_run_ddl", conf)
+        elapsed = time.monotonic() - started
+        time.sleep(0.5)
+        assert writer.operations > baseline_ops  # the application kept writing all along
+    finally:
+        reader.release.set()
+        reader.join(10)
+    try:
+        assert task_states(run) == {"run_ddl": "failed"}
+        assert elapsed < BOUND.worst_case_seconds + 20, f"the short run took {elapsed:.1f}s"
+        assert writer.max_latency < BOUND.timeout + MARGIN, \
+            f"an application write waited {writer.max_latency:.1f}s (bound {BOUND.timeout}s)"
+        # Nothing changed; the migration is still at copy in progress, the shift log says why.
+        assert "short_run" not in columns_of(primary, database, "t")
+        assert shift_api.migration(mid)["status"] == Status.COPY_IN_PROGRESS
+        assert "did not get its metadata lock in 3 attempt(s) of lock_wait_timeout=1s" in shift_log(shift_api, mid)
+
+        # The reader ended: a retry of the same task (a clear in Airflow) runs the ALTER and completes.
+        run = run_dag("shift_test_run_ddl", conf)
+        assert task_states(run) == {"run_ddl": "success"}
+        assert shift_api.migration(mid)["status"] == Status.COMPLETED
+        assert "short_run" in columns_of(primary, database, "t")
+    finally:
+        writer.stop()
+    assert writer.missing_rows() == set()

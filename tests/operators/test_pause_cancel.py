@@ -97,8 +97,29 @@ def copy_ti_state() -> str | None:
         return None if ti is None else str(ti.state)
 
 
-def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, primary, database):
-    """Pause: the copy stops pt-osc, claims the pause, moves to 12 and waits deferred; resume: it copies again."""
+def resumed_from_checkpoint(values: dict, log: str, total_rows: int) -> dict:
+    """The resumed attempt started after a boundary, not at row 1, and copied only what remained."""
+    start = values["copy_resume"]
+    assert start["resumed"] is True and start["boundary"] and start["rows_copied_before"] > 0, start
+    assert 0 < start["percentage"] < 100
+    # Its progress went on from the checkpoint's percentage, never back to 0.
+    assert values["copy_progress_history"][0] == start["percentage"]
+    assert min(values["copy_progress_history"]) >= start["percentage"]
+    # It copied the rows after the boundary, not the table again: at most what remained plus two chunks
+    # (SLOW_COPY's 500 rows). Rows already in the shadow table (the writer's, through the triggers, or
+    # copied after the last synced checkpoint of a killed copy) are skipped by INSERT IGNORE, not counted.
+    copied = values["rows_copied_this_run"]
+    before = start["rows_copied_before"]
+    assert 0 < copied <= total_rows - before + 2 * 500, (start, copied)
+    assert f"resuming the copy after boundary {start['boundary']}" in log
+    assert "an earlier copy attempt left triggers" not in log and "copying again from the start" not in log
+    assert "Reusing new table" in log and "Reusing triggers" in log
+    return start
+
+
+def test_pause_mid_copy_then_resume_continues_from_the_checkpoint(copy_env, shift_api, primary, database):
+    """Pause: the copy stops pt-osc, claims the pause, moves to 12 and waits deferred; resume: the same task
+    goes on after the checkpoint's boundary."""
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
@@ -106,16 +127,16 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
     seen: dict = {}
 
     def pause_then_resume():
-        when(copying(shift_api, mid))
+        when(copying(shift_api, mid, above=45))
         assert shift_api.human("pause", mid).status_code == 200
         when(lambda: shift_api.migration(mid)["status"] == Status.PAUSED, timeout=60)
         # Not green while paused: deferred (dag.test() runs the trigger inline and may show it queued).
         seen["task_state"] = when(lambda: copy_ti_state() in ("deferred", "queued") and copy_ti_state(), timeout=30)
         seen["migration"] = shift_api.migration(mid)
-        seen["outcome"] = live_xcom("copy", "copy_outcome")
-        seen["progress_line"] = live_xcom("copy", "progress_line")
-        seen["eta"] = live_xcom("copy", "eta_seconds")
-        seen["state"] = state_of(shift_api, mid).copy_status
+        for key in ("copy_outcome", "progress_line", "eta_seconds", "waiting_reason", "copy_percentage",
+                    "rows_copied_this_run"):
+            seen[key] = live_xcom("copy", key)
+        seen["state"] = state_of(shift_api, mid)
         seen["ptosc"] = [p for p in psutil.process_iter(["cmdline"]) if f"D={database}" in " ".join(p.info["cmdline"] or [])]
         seen["percentages"] = PinnedPercentages(shift_api, mid).start()
         return shift_api.human("resume", mid)
@@ -135,30 +156,37 @@ def test_pause_mid_copy_then_resume_copies_again_correctly(copy_env, shift_api, 
         if "percentages" in seen:
             seen["percentages"].stop()
     assert human.join_checked().status_code == 200
-    # While paused: deferred (not green), 12, pt-osc gone, state kept, the XComs say where it stopped.
+    # While paused: deferred (not green), 12, pt-osc gone, state and checkpoint kept, the XComs say where
+    # it stopped and where the next attempt resumes.
     assert seen["task_state"] in ("deferred", "queued"), seen["task_state"]
     paused = seen["migration"]
     assert paused["status"] == Status.PAUSED and not paused["staged"] and paused["run_host"] is None
-    paused_at = float(paused["copy_percentage"])
-    assert 0 < paused_at < 100
-    assert seen["outcome"] == "stopped:paused" and seen["eta"] is None
-    assert seen["progress_line"] == f"copy stopped (paused) at {int(paused_at)}%; the next attempt copies again from 0%"
-    assert seen["state"] == "stopped" and not seen["ptosc"]
+    paused_at = seen["copy_percentage"]
+    assert 0 < paused_at < 100 and float(paused["copy_percentage"]) == paused_at
+    assert seen["copy_outcome"] == "stopped:paused"
+    assert seen["eta_seconds"] is None and seen["waiting_reason"] is None  # nothing copies any more
+    checkpoint = seen["state"].checkpoint
+    assert seen["progress_line"] == (f"copy stopped (paused) at {paused_at}%; "
+                                     f"the next attempt resumes after boundary {checkpoint['upper']}")
+    assert seen["state"].copy_status == "stopped" and not seen["ptosc"]
+    assert checkpoint["resumable"] and checkpoint["new_table"] == f"_t_new_{mid}" and checkpoint["rows_copied"] > 0
+    assert seen["rows_copied_this_run"] == checkpoint["rows_copied"]
     assert "stopping pt-osc: shift moved migration" in local_log(copy_env, mid)
 
-    # Resumed in the same task: it cleaned up the partial attempt and copied again.
+    # Resumed in the same task: it proved the checkpoint and went on after its boundary.
     assert task_states(run) == {"copy": "success"}
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
-    # From the moment the resumed copy pinned its host, shift never showed the old attempt's percentage.
-    values = seen["percentages"].values
-    assert values and values[0] < paused_at, (paused_at, values)
+    pinned = seen["percentages"].values
     values = xcoms(run)["copy"]
+    start = resumed_from_checkpoint(values, local_log(copy_env, mid), ROWS)
+    # shift's percentage went on from the checkpoint's (at most the paused one), never back to 0.
+    assert pinned and pinned == sorted(pinned) and pinned[0] > 0, (start, pinned)
+    assert abs(start["percentage"] - paused_at) <= 1, (start, paused_at)
     assert values["copy_percentage"] == 100 and values["eta_seconds"] == 0
     assert values["progress_line"] == f"copy done: 100% of `{database}`.`t` copied into `_t_new_{mid}`"
     assert values["copy_progress_history"][-1] == 100
     assert float(shift_api.migration(mid)["copy_percentage"]) == 100
     log = local_log(copy_env, mid)
-    assert "an earlier copy attempt left triggers" in log and "has no --resume" in log
     assert "has triggers" not in log
     assert state_of(shift_api, mid).copy_attempts == 2
     assert shift_log(shift_api, mid) == log
@@ -206,11 +234,12 @@ def test_pause_and_cancel_without_a_running_copy(copy_env, shift_api, primary, d
     assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
 
 
-def test_stop_file_stops_the_copy_and_offers_the_migration_back(copy_env, shift_api, primary, database):
+def test_stop_file_stops_the_copy_offers_it_back_and_the_next_copy_resumes(copy_env, shift_api, primary, database):
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
-    stopper = Background(lambda: (when(copying(shift_api, mid)), open(copy_env.stop_file_path, "w").close()))
+    writer = BackgroundWriter(primary, database, "t").start()
+    stopper = Background(lambda: (when(copying(shift_api, mid, above=30)), open(copy_env.stop_file_path, "w").close()))
     stopper.start()
     run = run_dag(COPY_DAG, conf)
     stopper.join_checked()
@@ -219,6 +248,15 @@ def test_stop_file_stops_the_copy_and_offers_the_migration_back(copy_env, shift_
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"] and migration["run_host"] is None
     assert "offered back" in shift_log(shift_api, mid)
+    assert state_of(shift_api, mid).checkpoint["resumable"]
+
+    # The stop file goes; the runner claims the offered migration and resumes after the checkpoint.
+    os.remove(copy_env.stop_file_path)
+    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    assert task_states(run) == {"copy": "success"}
+    assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
+    resumed_from_checkpoint(xcoms(run)["copy"], local_log(copy_env, mid), ROWS)
+    assert_swap_matches(primary, database, "t", writer, mid)
 
 
 def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shift_api, primary, database, tmp_path):
@@ -230,7 +268,9 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
                                 json.dumps(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True, env=private_airflow_env(tmp_path / "worker"))
     try:
-        when(copying(shift_api, mid), timeout=120)
+        # Past the first state syncs: shift's state file holds a checkpoint to resume from.
+        when(copying(shift_api, mid, above=30), timeout=120)
+        when(lambda: state_of(shift_api, mid).checkpoint.get("resumable"), timeout=30)
 
         def ptosc_processes():
             return [p for p in psutil.Process(airflow.pid).children(recursive=True)
@@ -252,12 +292,13 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["run_host"]  # still pinned: it died
     assert state_of(shift_api, mid).copy_status == "running"
 
-    # The runner runs the copy again (Airflow's retry, or a re-claim): it cleans up and copies anew.
+    # The runner runs the copy again (Airflow's retry, or a re-claim): it resumes from the checkpoint
+    # the dead task last synced to shift's state file.
+    assert state_of(shift_api, mid).checkpoint["resumable"]
     run = run_dag(COPY_DAG, conf)
     assert task_states(run) == {"copy": "success"}
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
-    log = local_log(copy_env, mid)
-    assert "an earlier copy attempt left triggers" in log
+    resumed_from_checkpoint(xcoms(run)["copy"], local_log(copy_env, mid), ROWS)
     assert_swap_matches(primary, database, "t", writer, mid)
 
 

@@ -300,3 +300,7 @@ def test_foreign_keys_are_refused_by_default_and_allowed_by_the_setting(env, shi
     conf = env.claim("ALTER TABLE child ADD COLUMN note INT NULL")
     run = run_dag("shift_test_dry_run", conf)
     assert task_states(run) == {"dry_run": "success"}, env.api.migration(conf["id"])
+    # A parent stays refused: pt-osc would rewrite its children's constraints (other tables).
+    conf = env.claim("ALTER TABLE parent ADD COLUMN note INT NULL")
+    assert task_states(run_dag("shift_test_dry_run", conf)) == {"dry_run": "failed"}
+    assert "reference it" in failed_in_shift(env, conf["id"])

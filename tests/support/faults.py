@@ -3,9 +3,14 @@
 ``FaultProxy`` listens on loopback and forwards every request to the reference API,
 unless a fault is in force: it then answers 500 without forwarding, or stalls (holds the
 request, forwards nothing, and drops the connection without an answer when the stall
-ends). A stall can be limited to requests whose body contains a marker, so a test can
-freeze the runner at an exact point (e.g. the state-file write that records a sub-step).
+ends). A stall can be limited to requests whose body contains a marker, or to the n-th
+request from now (``hold_nth``), so a test can freeze the runner at an exact point (e.g.
+the state-file write that records a sub-step) and kill it there.
 Nothing the runner sends is altered: a request either reaches the API whole or not at all.
+
+``StepForker`` runs steps (``dag.test()`` runs) in forked children of a helper process that
+imported Airflow once: task processes a test can SIGKILL many times without paying for a
+new interpreter and Airflow start-up per kill.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class FaultProxy:
         self._error_until = 0.0
         self._stall_until = 0.0
         self._hold_marker: bytes | None = None
+        self._hold_countdown = 0  # >0: hold the request that brings it to 0
         self._released = threading.Event()
         self.held = threading.Event()  # set when a request matching the hold marker arrived
         self.answered_500 = 0
@@ -64,9 +70,18 @@ class FaultProxy:
             self._released.clear()
             self.held.clear()
 
+    def hold_nth(self, n: int) -> None:
+        """Stall (until ``release()``) the ``n``-th request from now, whatever it is."""
+        with self._lock:
+            self._hold_marker = None
+            self._hold_countdown = int(n)
+            self._released.clear()
+            self.held.clear()
+
     def release(self) -> None:
         with self._lock:
             self._hold_marker = None
+            self._hold_countdown = 0
         self._released.set()
 
     def _fault_for(self, body: bytes) -> str | None:
@@ -74,6 +89,11 @@ class FaultProxy:
         with self._lock:
             if self._hold_marker is not None and self._hold_marker in body:
                 return "hold"
+            if self._hold_countdown > 0:
+                self._hold_countdown -= 1
+                if self._hold_countdown == 0:
+                    self._hold_marker = b""  # this one and every later request stall until release()
+                    return "hold"
             if now < self._error_until:
                 return "500"
             if now < self._stall_until:
@@ -186,3 +206,120 @@ def kill_group(process) -> None:
     except ProcessLookupError:
         pass
     process.wait(timeout=30)
+
+
+
+class StepForker:
+    """Runs steps (``dag.test()`` runs) in forked children of one long-lived helper process.
+
+    The helper (``forker_main``) imports Airflow and the DAGs once, on its own copy of the
+    metadata DB, and stays single-threaded: a fork from it is safe (a fork of the test
+    process, with its server and writer threads, can deadlock on a lock one of them
+    held), and a child skips the interpreter start-up and imports ``airflow dags test``
+    pays. Its ``dag.test()`` still does a few seconds of cold work (SQLAlchemy's statement
+    cache, the in-process execution API): a helper that ran one first and then forked
+    hung its children, its API thread being gone in them. Each child is its own process
+    group, like a task process: ``kill`` is a SIGKILL of it, with no ``on_kill`` and no
+    ``finally``. Children run one at a time.
+    """
+
+    def __init__(self, workdir) -> None:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        from tests.support.airflow import private_airflow_env
+
+        self.workdir = Path(workdir)
+        env = private_airflow_env(self.workdir / "airflow")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from tests.support.faults import forker_main; forker_main()"],
+            cwd=Path(__file__).resolve().parents[2], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=open(self.workdir / "forker.log", "wb"), text=True, start_new_session=True)  # noqa: SIM115
+        assert self.process.stdout.readline().strip() == "ready", (self.workdir / "forker.log").read_text()[-3000:]
+        self.runs = 0
+
+    def start(self, dag_id: str, conf: dict, mark_success_pattern: str | None = None) -> ForkedRun:
+        """Fork one ``dag.test()`` run; ``mark_success_pattern`` as ``run_dag``'s (e.g. the human waits)."""
+        import json
+
+        workdir = self.workdir / f"run-{self.runs}"
+        workdir.mkdir(parents=True)
+        self.runs += 1
+        request = {"dag_id": dag_id, "conf": conf, "workdir": str(workdir), "mark_success_pattern": mark_success_pattern}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return ForkedRun(int(self.process.stdout.readline()), workdir)
+
+    def stop(self) -> None:
+        kill_group(self.process)
+
+
+class ForkedRun:
+    """One forked step: ``alive()``, ``kill()`` (SIGKILL of its group), ``returncode`` once it ended."""
+
+    def __init__(self, pid: int, workdir) -> None:
+        self.pid, self.workdir = pid, workdir
+        self.log_path = workdir / "run.log"
+
+    @property
+    def returncode(self) -> int | None:
+        path = self.workdir / "exit"
+        return int(path.read_text()) if path.exists() and path.read_text() else None
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)  # the forker reaps its children at once (SIGCHLD ignored)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def wait(self, timeout: float = 60) -> int | None:
+        wait_for(lambda: not self.alive(), timeout, f"forked step {self.pid} to end")
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.wait(30)
+
+
+def forker_main() -> None:
+    """The ``StepForker`` helper: reads one JSON request a line, forks a child per request, prints its pid."""
+    import json
+    import sys
+
+    answers = os.fdopen(os.dup(1), "w")  # the protocol's own channel; logs go to stderr
+    os.dup2(2, 1)
+    from tests.support.airflow import dag_bag, run_dag
+
+    dag_bag()  # imports every DAG and operator once, before any fork
+    from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+
+    InProcessExecutionAPI().app  # dag.test()'s in-process API: seconds of imports, paid once (starts no thread)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    print("ready", file=answers, flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setsid()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the step waits for its own children (pt-osc)
+                out = os.open(os.path.join(request["workdir"], "run.log"), os.O_WRONLY | os.O_CREAT, 0o600)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                run_dag(request["dag_id"], request["conf"], request.get("mark_success_pattern"))
+                code = 0
+            except BaseException:  # noqa: BLE001 - in run.log; the exit file says it
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                with open(os.path.join(request["workdir"], "exit"), "w") as done:
+                    done.write(str(code))
+                os._exit(code)
+        print(pid, file=answers, flush=True)

@@ -6,10 +6,18 @@ table make it refuse (see ``leftovers``). While pt-osc runs, this task streams i
 file, shift log), publishes progress (XCom and the API), keeps the state document
 current, and watches shift: a pause (11), a cancel (9) or the stop file stops pt-osc.
 
+A copy resumes where the last one stopped (pause, stop file, kill, lost worker, transient
+fault): pt-osc runs with shift's checkpoint plugin (``ptosc_checkpoint``), which records
+after every chunk the boundary reached; the state document carries that checkpoint to
+whichever worker copies next, and ``copy_resume`` proves it still usable before pt-osc
+resumes after that boundary, reusing the shadow table and triggers. Otherwise the copy
+cleans up and starts from the first row, saying why.
+
 Pause and cancel are this task's to finish (``CopyOperator.after_stop``): it claims the
 pause, moves shift to paused (12) and defers until a human resumes (it claims the
-resume and copies again, in the same task) or cancels (it cleans up and ends skipped).
-Cleared after a failure with the migration at error (13), it resumes it in shift first.
+resume and copies again, in the same task, from the checkpoint) or cancels (it cleans up
+and ends skipped). Cleared after a failure with the migration at error (13), it resumes
+it in shift first, and the copy goes on from the checkpoint when it is still usable.
 """
 
 from __future__ import annotations
@@ -21,11 +29,13 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from shift_provider import bounded_ddl, leftovers, ptosc, run_state, schema_ops, table_definition, unique_keys
+from shift_provider import (bounded_ddl, copy_resume, leftovers, ptosc, ptosc_checkpoint, replica_lag, run_state,
+                            schema_ops, table_definition, unique_keys)
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.copy_slot import CopySlot, lock_name
@@ -47,6 +57,8 @@ XCOM_HISTORY = "copy_progress_history"  # each distinct percentage, in order (at
 XCOM_OUTCOME = "copy_outcome"
 XCOM_CHECKSUM_PERCENTAGE = "checksum_percentage"
 XCOM_CHECKSUM = "checksum"  # the verify sub-step's result: chunks, rows, repairs, seconds
+XCOM_RESUME = "copy_resume"  # how this attempt started: resumed from a boundary, or from row 1 and why
+XCOM_ROWS = "rows_copied_this_run"  # rows pt-osc copied in this attempt (from its checkpoint)
 
 PUBLISH_INTERVAL = 1.0  # XCom and API progress at most once per second
 _END = object()
@@ -211,8 +223,9 @@ def hand_back_lost_copy(context: Any) -> None:
 
     Only when shift still shows copy in progress, unstaged, and the state file says the copy is
     running: a copy that ended in any way it could report (done, error, stopped, killed and
-    offered) has already told shift. pt-osc died with the task (parent-death signal), so the
-    next copy may start again; it removes the leftover triggers and shadow table first.
+    offered) has already told shift. pt-osc died with the task (parent-death signal); the state
+    document keeps the checkpoint last synced (at most state_sync_interval old), so the next copy,
+    on any worker, resumes from it once proven usable (else it cleans up and starts again).
     """
     from shift_provider.hooks.shift_api import ShiftApiHook
     from shift_provider.settings import get_settings
@@ -276,6 +289,11 @@ class CopyRun:
         self._sent_api_percent: int | None = None
         self._pushed: dict[str, Any] = {}  # the last value pushed per XCom key
         self._version: Future | None = None
+        self._cannot_checkpoint: str | None = None  # why this pt-osc cannot checkpoint, or None
+        self._checkpoint_path = self.settings.migration_log_dir(migration.id) / ptosc_checkpoint.CHECKPOINT_FILE
+        self._resume_path: Path | None = None  # the checkpoint handed to pt-osc when resuming
+        self._triggers_created: dict[str, str] = {}
+        self._rows_this_run: int | None = None
         now = time.monotonic()
         self._next_publish = now
         self._next_control = now + self.settings.control_poll_interval
@@ -297,12 +315,15 @@ class CopyRun:
             self.open_log()
             self.load_state()
             self.refuse_foreign_triggers()
-            self.clean_earlier_attempt()  # first: a refusal below must not leave an earlier attempt's triggers
+            resuming = self.decide_resume()
+            if not resuming:
+                self.clean_earlier_attempt()  # first: a refusal below must not leave an earlier attempt's triggers
             unique_keys.check(self.hook, m, ptosc.alter_clause(m), self.log, "before the copy")
+            plugin = [] if self._cannot_checkpoint else ptosc_checkpoint.plugin_args()
             with self.hook.defaults_file() as defaults_file:
                 command = ptosc.build_command(m, self.settings, defaults_file, ptosc.Mode.EXECUTE,
-                                              progress_interval=self.settings.progress_interval)
-                self.record_start(command)
+                                              progress_interval=self.settings.progress_interval, extra_args=plugin)
+                self.record_start(command, resuming)
                 result = self.run_ptosc(command)
             return self.conclude(result)
         finally:
@@ -321,14 +342,12 @@ class CopyRun:
     def pin_run_host(self) -> None:
         """shift shows (and a pause waits for) the host the copy runs on.
 
-        The percentage goes back to 0 in the same update: every attempt copies from the
-        start (pt-osc 3.2 has no --resume), so an earlier attempt's value is stale from here.
+        The percentage is set once the copy knows where it starts (``record_start``): the
+        checkpoint's when it resumes, 0 when it copies from the first row.
         """
         host = run_host_name()
-        self.api.update(self.migration.id, run_host=host, copy_percentage=0)
-        self._sent_api_percent = 0
-        self.log.info("pinned run_host=%s; copy_percentage reset to 0 (a copy always starts from the first row)",
-                      host)
+        self.api.update(self.migration.id, run_host=host)
+        self.log.info("pinned run_host=%s", host)
 
     def open_log(self) -> None:
         path = self.settings.migration_log_dir(self.migration.id) / LOG_FILE_NAME
@@ -364,12 +383,45 @@ class CopyRun:
                 f"table `{m.database}`.`{m.table}` has triggers {foreign}; pt-online-schema-change 3.2.1 "
                 "cannot copy a table that has triggers of its own")
 
-    def clean_earlier_attempt(self) -> None:
-        """A resumed copy (after pause, error or a dead worker) starts again from scratch.
+    def decide_resume(self) -> bool:
+        """Resume from the state document's checkpoint when ``copy_resume`` proves it usable; else say why not.
 
-        pt-osc 3.2.1 has no --resume, the shadow table holds only a partial copy, and a
-        second run on a table still carrying the earlier triggers exits 11. Triggers go
-        first, so writes stop reaching the shadow table before it is dropped.
+        A pt-osc that cannot checkpoint (a user's own ``pt_osc_path``) still copies, from the
+        first row every time; the log says so once per attempt.
+        """
+        m = self.migration
+        self._cannot_checkpoint = ptosc_checkpoint.cannot_checkpoint(self.settings.pt_osc_path,
+                                                                     self.settings.ptosc_extra_args)
+        if self._cannot_checkpoint:
+            self.note(f"this copy keeps no checkpoint: {self._cannot_checkpoint}; a stopped copy starts again "
+                      "from the first row")
+        checkpoint = self.state.checkpoint or {}
+        refusal = copy_resume.refusal(self.hook, m, self.state, self._cannot_checkpoint)
+        if refusal is None:
+            self._resume_path = self._checkpoint_path.with_name(ptosc_checkpoint.RESUME_FILE)
+            ptosc_checkpoint.write_resume(self._resume_path, checkpoint)
+            self._triggers_created = dict(checkpoint.get("triggers_created") or {})
+            start = {"resumed": True, "boundary": checkpoint.get("upper"), "index": checkpoint.get("index"),
+                     "rows_copied_before": int(checkpoint.get("rows_copied") or 0),
+                     "percentage": ptosc_checkpoint.percentage(checkpoint)}
+            self.note(f"resuming the copy after boundary {checkpoint.get('upper')} of index "
+                      f"{checkpoint.get('index')}: {start['rows_copied_before']} rows were copied before "
+                      f"({start['percentage']}%); shadow table `{checkpoint.get('new_table')}` and its triggers "
+                      "are this migration's, unchanged since the checkpoint, and the table's definition is too")
+        else:
+            start = {"resumed": False, "reason": refusal}
+            if checkpoint or self.own_leftovers():
+                self.note(f"not resuming from a checkpoint: {refusal}; the copy starts from the first row")
+            self.state.checkpoint = {}
+        self.ti.xcom_push(key=XCOM_RESUME, value=start)
+        return refusal is None
+
+    def clean_earlier_attempt(self) -> None:
+        """A copy that cannot resume removes what an earlier attempt left and starts from scratch.
+
+        The shadow table holds a partial copy nobody can vouch for any more, and pt-osc on a
+        table still carrying the earlier triggers exits 11. Triggers go first, so writes stop
+        reaching the shadow table before it is dropped.
         """
         m = self.migration
         mine = self.own_leftovers()
@@ -378,8 +430,7 @@ class CopyRun:
         if not mine:
             return
         self.note(f"an earlier copy attempt left triggers {triggers} and shadow table(s) {shadows} (this "
-                  f"migration's own): pt-osc {self.state.ptosc_version or ''} has no --resume and the shadow table "
-                  "holds only a partial copy, so dropping them and copying again from the start")
+                  "migration's own) that cannot be resumed from: dropping them and copying again from the start")
         bound = LockBound.of(self.settings)  # the live table's writers wait at most this long
         schema_ops.drop_triggers(self.hook, m.database, triggers, bound, self.log)
         for shadow in shadows:
@@ -387,21 +438,33 @@ class CopyRun:
                             f"DROP TABLE `{m.database}`.`{shadow}`", self.log)
         self.note(f"dropped triggers {triggers} and shadow table(s) {shadows}")
 
-    def record_start(self, command: ptosc.Command) -> None:
+    def record_start(self, command: ptosc.Command, resuming: bool) -> None:
         s = self.state
         s.new_table = command.new_table
         s.ptosc_version = self._version.result() if self._version else ptosc.version(self.settings.pt_osc_path)
         s.ptosc_args = list(command.argv)  # secret-free: credentials are in the defaults file
         s.copy_status = "running"
-        s.copy_percentage = 0
-        s.rows_copied = None
+        start = ptosc_checkpoint.percentage(s.checkpoint) if resuming else 0
+        s.copy_percentage = start
+        s.rows_copied = int(s.checkpoint.get("rows_copied") or 0) if resuming else None
         s.triggers = ptosc.trigger_names(self.migration.database, self.migration.table)  # what pt-osc will create
         s.copy_attempts += 1
-        # pt-osc builds the shadow from the table as it is now: the rename compares the live table with this.
-        s.original_definition = table_definition.fingerprint(self.hook, self.migration.database, self.migration.table)
+        if not resuming:
+            # pt-osc builds the shadow from the table as it is now: the rename compares the live table with this.
+            # A resume keeps the first attempt's (copy_resume proved the table unchanged since).
+            s.original_definition = table_definition.fingerprint(self.hook, self.migration.database,
+                                                                 self.migration.table)
+        try:
+            self._checkpoint_path.unlink()  # an earlier attempt's file must not pass for this one's
+        except FileNotFoundError:
+            pass
         save_state(self.api, s)
-        self.note(f"starting pt-online-schema-change {s.ptosc_version} (attempt {s.copy_attempts}): "
-                  + " ".join(command.argv))
+        self._percent = start
+        self._history = [start]
+        self.api.update(self.migration.id, copy_percentage=start)
+        self._sent_api_percent = start
+        self.note(f"starting pt-online-schema-change {s.ptosc_version} (attempt {s.copy_attempts}, "
+                  + (f"resuming at {start}%" if resuming else "from the first row") + "): " + " ".join(command.argv))
         limits = ptosc.received_limits(command.argv)
         self.note("pt-osc load limits as it receives them: "
                   + ", ".join(f"{key}={value}" for key, value in limits.items())
@@ -414,7 +477,10 @@ class CopyRun:
         last_stderr: str | None = None
         if self._kill_requested:
             return CopyResult(None, "killed", None, [])
-        self.process = ChildProcess(command.argv).start()
+        env = None
+        if not self._cannot_checkpoint:
+            env = ptosc_checkpoint.environment(self._checkpoint_path, self._resume_path)
+        self.process = ChildProcess(command.argv, env=env).start()
         self.log.info("pt-osc started, pid %s (own process group)", self.process.pid)
         lines = self.process.lines(tick=0.2)
         while True:
@@ -496,18 +562,24 @@ class CopyRun:
 
     def watch_control(self) -> None:
         """A human pause (11) or cancel (9), or the runner's stop file, stops pt-osc."""
+        request = self.stop_request()
+        if request is not None:
+            self.stop_ptosc(*request)
+
+    def stop_request(self) -> tuple[str, str] | None:
+        """(reason, why) when the stop file or shift (pause 11, cancel 9) asks the copy to stop."""
         if self.settings.stop_requested:
-            self.stop_ptosc("stop_file", f"stop file {self.settings.stop_file_path} exists")
-            return
+            return "stop_file", f"stop file {self.settings.stop_file_path} exists"
         try:
             current = self.quick_api.get_migration(self.migration.id)
         except Exception as exc:
             self.log.warning("could not read migration %s from shift (copy goes on): %s", self.migration.id, exc)
-            return
+            return None
         if current.status in STOPPING_STATUSES:
-            self.stop_ptosc(STOPPING_STATUSES[current.status],
-                            f"shift moved migration {self.migration.id} to {current.status.name.lower()} "
-                            f"({int(current.status)})")
+            return (STOPPING_STATUSES[current.status],
+                    f"shift moved migration {self.migration.id} to {current.status.name.lower()} "
+                    f"({int(current.status)})")
+        return None
 
     def stop_ptosc(self, reason: str, why: str) -> None:
         self.stop_reason = reason
@@ -515,8 +587,36 @@ class CopyRun:
         assert self.process is not None
         self.process.stop(self.op.stop_grace_seconds)
 
+    def refresh_checkpoint(self) -> None:
+        """The plugin's latest checkpoint into the state document (with the facts a resume proves against)."""
+        latest = ptosc_checkpoint.read(self._checkpoint_path)
+        if latest is None:
+            return
+        m = self.migration
+        if not self._triggers_created:
+            try:
+                self._triggers_created = copy_resume.trigger_created(self.hook, m.database, m.table)
+            except Exception as exc:  # the database may be what failed; the checkpoint then is not provable
+                self.log.warning("could not read the triggers' creation times: %s", exc)
+        latest["triggers_created"] = dict(self._triggers_created)
+        latest["alter"] = ptosc.alter_clause(m)
+        self.state.checkpoint = latest
+        self.state.rows_copied = latest.get("rows_copied")
+        self._rows_this_run = latest.get("rows_this_run")
+        if self._rows_this_run is not None:
+            self.push(XCOM_ROWS, self._rows_this_run)
+
+    def catch_up_percentage(self) -> None:
+        """At a stop: the percentage of the last checkpoint when a chunk ended after pt-osc's last progress
+        line, so the stopped copy shows where the next one resumes (while it runs, pt-osc's lines rule)."""
+        self.refresh_checkpoint()
+        reached = ptosc_checkpoint.percentage(self.state.checkpoint) if self.state.checkpoint else 0
+        if self._percent is None or reached > self._percent:
+            self._percent = reached
+
     def sync_state(self, api) -> None:
         self.state.copy_percentage = self._percent
+        self.refresh_checkpoint()
         try:
             save_state(api, self.state)
         except Exception as exc:
@@ -549,6 +649,7 @@ class CopyRun:
             return self.conclude_succeeded()
         failure = ptosc.diagnose(result.exit_code, result.output_tail)
         self.state.copy_status = "failed"
+        self.catch_up_percentage()
         if not failure.transient:
             self.remove_triggers_of_failed_copy()
         self.record_leftovers()
@@ -580,7 +681,18 @@ class CopyRun:
         triggers = self.verified_leftovers()
         self.end_progress(100, 0, f"copy done: 100% of `{m.database}`.`{m.table}` copied into "
                                   f"`{self.state.new_table}`")
-        self.verify_content()
+        from shift_provider import checksum
+
+        try:
+            self.verify_content()
+        except checksum.ChecksumStopped as stop:
+            if stop.reason == "killed":
+                self.finalize_killed()
+                from airflow.sdk.exceptions import AirflowTaskTerminated
+
+                raise AirflowTaskTerminated(f"copy of migration {m.id} was killed during its checksum; "
+                                            "migration offered back") from None
+            return self.conclude_stopped(stop.reason)
         self.state.copy_status = "succeeded"
         self.sync_state(self.api)
         self.note(f"copy done: shadow table `{self.state.new_table}` and triggers {triggers} are in place; "
@@ -606,12 +718,16 @@ class CopyRun:
                 said.append(percent)
                 self.note(f"checksum: {percent}%" + (f", {eta}s remain" if eta else ""))
 
+        max_lag = int(ptosc.received_limits(self.state.ptosc_args or ["pt-osc"]).get(
+            "max-lag", m.custom_options.max_replication_lag))
+        lag = replica_lag.watch_for(self.hook, max_lag, self.note)
         try:
             result = checksum.compare(
                 self.hook, m.database, m.table, self.state.new_table,
                 renamed_columns=alter_expectations(ptosc.alter_clause(m)).renamed_columns,
                 max_threads_running=ptosc.max_load_threads_running(m),
-                chunk_seconds=self.settings.checksum_chunk_seconds, progress=progress, note=self.note)
+                chunk_seconds=self.settings.checksum_chunk_seconds, progress=progress, note=self.note,
+                lag_reason=lag.waiting_reason, between_chunks=self.between_checksum_chunks)
         except checksum.ChecksumMismatch as exc:
             self.state.copy_status = "failed"
             self.state.checksum = exc.result.as_dict() if exc.result else {}
@@ -619,27 +735,54 @@ class CopyRun:
             self.note(str(exc))
             self.ti.xcom_push(key=XCOM_OUTCOME, value="error")
             raise
+        finally:
+            lag.close()
         self.state.checksum = result.as_dict()
         self.ti.xcom_push(key=XCOM_CHECKSUM, value=result.as_dict())
         self.note(f"checksum: the shadow table equals the original: {result.rows} rows in {result.chunks} "
                   f"chunk(s), {result.chunks_repaired} chunk(s) copied again ({result.rows_repaired} rows), "
                   f"{result.seconds:.1f}s")
 
+    def between_checksum_chunks(self) -> None:
+        """What ``periodic`` does while pt-osc runs, between the checksum's chunks: a kill, pause,
+        cancel or the stop file stops it (``ChecksumStopped``); the log and state keep syncing."""
+        from shift_provider import checksum
+
+        if self._kill_requested:
+            raise checksum.ChecksumStopped("killed")
+        now = time.monotonic()
+        if now >= self._next_control:
+            self._next_control = now + self.settings.control_poll_interval
+            request = self.stop_request()
+            if request is not None:
+                self.note(f"stopping the checksum: {request[1]}")
+                raise checksum.ChecksumStopped(request[0])
+        assert self.shipper is not None
+        self.shipper.maybe_sync()
+        if now >= self._next_state:
+            self._next_state = now + self.settings.state_sync_interval
+            self.sync_state(self.quick_api)
+
     def conclude_stopped(self, reason: str) -> dict[str, Any]:
         m = self.migration
         self.state.copy_status = "stopped"
         self.record_leftovers()
-        self.end_progress(self._percent, None, f"copy stopped ({reason}) at {self._percent or 0}%; "
-                                               "the next attempt copies again from 0%")
+        self.catch_up_percentage()
         self.sync_state(self.api)
+        then = (f"the next attempt resumes after boundary {self.state.checkpoint.get('upper')}"
+                if ptosc_checkpoint.resumable(self.state.checkpoint) else "the next attempt copies again from 0%")
+        self.end_progress(self._percent, None, f"copy stopped ({reason}) at {self._percent or 0}%; {then}")
+        self.note(f"copy stopped ({reason}): {self.state.rows_copied or 0} rows copied in all, "
+                  f"{self._rows_this_run or 0} in this run; {then}")
         if reason == "stop_file":
             self.api.offer(m.id)
             self.handed_back = True
             self.note(f"pt-osc stopped because the runner's stop file exists; migration {m.id} offered back "
-                      "to shift for another runner (the next copy starts again)")
+                      "to shift for another runner (which resumes from the checkpoint when it is still usable)")
         else:
             self.note(f"pt-osc stopped because the migration was {reason}; state saved, no error reported, "
-                      f"the {'pause' if reason == 'paused' else 'cancel'} step takes it from here")
+                      "this task claims the " + ("pause and waits at paused (12) for a resume or a cancel"
+                                                 if reason == "paused" else "cancel and cleans up"))
         self.ti.xcom_push(key=XCOM_OUTCOME, value=f"stopped:{reason}")
         return {"outcome": "stopped", "reason": reason}
 
@@ -657,6 +800,8 @@ class CopyRun:
                       f"`{m.database}`.`{m.table}` until a resume or cancel removes them")
             return
         self.state.triggers = []
+        self.state.checkpoint = {}  # the shadow table no longer follows the table: nothing to resume from
+        self._checkpoint_path.unlink(missing_ok=True)
         if names:
             self.note(f"the copy failed: dropped its triggers {names} so the application's writes no longer reach "
                       f"the shadow table `{self.state.new_table}` (kept for a look; a resume or cancel removes it)")
@@ -691,6 +836,7 @@ class CopyRun:
         self._killed_finalized = True
         m = self.migration
         self.state.copy_status = "killed"
+        self.catch_up_percentage()
         self.record_leftovers()
         self.sync_state(self.api)
         if self.shipper is not None:

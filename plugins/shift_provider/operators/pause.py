@@ -3,7 +3,8 @@
 The copy task itself watches shift and stops pt-osc when it sees 11; this step only
 makes sure that happened (or that no copy runs) before telling shift it is paused,
 so a human resume never finds a pt-osc still running. The shadow table and
-triggers stay: the resumed copy cleans them up and starts again.
+triggers stay: the resumed copy goes on from its checkpoint (see copy_resume), or cleans them up
+and starts again when the checkpoint cannot be proven usable.
 """
 
 from __future__ import annotations

@@ -207,8 +207,9 @@ class DryRunOperator(PrepareStep):
         writes that pt-osc's triggers copy into it (see ``trigger_safety``)."""
         ptosc.check_runnable(migration, self.settings)  # refusals that need no SQL come first
         hook, clause = self.cluster(migration), ptosc.alter_clause(migration)
-        refused = foreign_keys.refusal(hook, migration.database, migration.table, clause)
-        if refused and not self.settings.allow_foreign_keys:
+        refused = foreign_keys.refusal(hook, migration.database, migration.table, clause,
+                                       self.settings.allow_foreign_keys)
+        if refused:
             raise MigrationStepError(refused)
         found = trigger_safety.problems(hook, migration, clause, self.log)
         if found:

@@ -3,11 +3,18 @@
 Sub-steps, each idempotent and recorded in the state file (``steps_done``):
 
 1. swap            verify the new table, then one atomic ``RENAME TABLE t TO <old>, <new> TO t``
-2. drop_triggers   pt-osc's triggers followed the old table through the swap
-3. retire          the old table into pending drops (or dropped when trash is off)
-4. stats           *_end table stats to shift
-5. final_insert    exactly once (a marker row commits with it)
-6. complete        -> 8
+2. foreign_keys    (child tables) the old table's foreign keys dropped, pt-osc's renamed ones on
+                   ``t`` given back their names (``foreign_key_names``)
+3. drop_triggers   pt-osc's triggers followed the old table through the swap
+4. retire          the old table into pending drops (or dropped when trash is off)
+5. stats           *_end table stats to shift
+6. final_insert    exactly once (a marker row commits with it)
+7. complete        -> 8
+
+Everything after the swap that could fail for a reason a retry cannot fix is checked or
+done before it (the old table's name free in pending drops, that database created); no
+constraint name can collide there, as a retired table loses its foreign keys first.
+What is left can only wait on the lock bound, and a retry finishes it.
 
 An instant-capable ALTER (``instant_ddl``: the copy copied nothing) has no swap: the
 ALTER runs with ``ALGORITHM=INSTANT`` on the live table (recorded as ``instant_alter``),
@@ -32,8 +39,8 @@ import sys
 
 from typing import Any
 
-from shift_provider import (final_insert, instant_ddl, leftovers, ptosc, rename_steps, schema_ops, table_definition,
-                            unique_keys)
+from shift_provider import (final_insert, foreign_key_names, instant_ddl, leftovers, ptosc, rename_steps, schema_ops,
+                            table_definition, unique_keys)
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError
@@ -43,7 +50,7 @@ from shift_provider.ptosc import alter_clause
 from shift_provider.sql import timestamped_name
 from shift_provider.state_file import MigrationState, load_state, save_state
 
-SUBSTEPS = ("swap", "drop_triggers", "retire", "stats", "final_insert")
+SUBSTEPS = ("swap", "foreign_keys", "drop_triggers", "retire", "stats", "final_insert")
 
 
 def step_key(name: str) -> str:
@@ -101,6 +108,7 @@ class RenameOperator(ShiftMigrationOperator):
             state = self.load_copy_state(migration, hook)  # refused now: pt-osc copied inline; swap as usual
 
         self.swap(hook, migration, state)
+        self.restore_foreign_keys(hook, migration, state)
         self.drop_triggers(hook, migration, state)
         self.retire(hook, migration, state)
         self.send_end_stats(hook, migration, state)
@@ -158,6 +166,7 @@ class RenameOperator(ShiftMigrationOperator):
                 verified = rename_steps.verify_new_table(
                     hook, db, table, state.new_table, self.expected, exact_max_rows=exact_max_rows,
                     bound=LockBound.of(self.settings), log=self.log)
+                self.prepare_after_swap(hook, migration, state)
             except MigrationStepError:
                 # Refused before any swap: this copy will never be used (see report_failure).
                 self._abandon = (hook, migration, state)
@@ -168,6 +177,36 @@ class RenameOperator(ShiftMigrationOperator):
             self.log.info("swap: done on attempt %d: `%s` is the new table, the old one is `%s`", attempt, table,
                           state.old_table)
         self._done("swap", state)
+
+    def prepare_after_swap(self, hook, migration: Migration, state: MigrationState) -> None:
+        """Before the swap: refuse what would fail after it, and save the foreign key names to give back."""
+        target = rename_steps.retire_target(self.settings, migration.database, state.old_table)
+        problems = rename_steps.retire_problems(hook, target)
+        if problems:
+            raise MigrationStepError("refusing to swap: " + "; ".join(problems))
+        if target is not None:
+            schema_ops.ensure_database(hook, target[0])  # a missing privilege shows now, not after the swap
+        state.foreign_key_names = foreign_key_names.renames(hook, migration.database, migration.table,
+                                                            state.new_table)
+        if state.foreign_key_names:
+            self.log.info("swap: pt-osc renamed the foreign keys %s; they get their names back after the swap",
+                          state.foreign_key_names)
+        save_state(self.api, state)
+
+    def restore_foreign_keys(self, hook, migration: Migration, state: MigrationState) -> None:
+        """The old table's foreign keys off (they name the live parent), then ``t``'s back to their names."""
+        if state.done(step_key("foreign_keys")):
+            return
+        db, bound = migration.database, LockBound.of(self.settings)
+        if schema_ops.table_exists(hook, db, state.old_table):
+            dropped = foreign_key_names.drop_all(hook, db, state.old_table, bound, self.log)
+            if dropped:
+                self.log.info("foreign_keys: dropped %s from the old table `%s`", dropped, state.old_table)
+        restored = foreign_key_names.restore(hook, db, migration.table, state.foreign_key_names, bound, self.log)
+        if restored:
+            self.log.info("foreign_keys: `%s` has its foreign keys %s back under their names", migration.table,
+                          restored)
+        self._done("foreign_keys", state)
 
     def refuse_changed_original(self, hook, migration: Migration, state: MigrationState) -> None:
         """The live table must still be the one the copy started from, or the swap would lose the change.

@@ -10,6 +10,13 @@ acting and recording neither repeats the DDL nor loses the table:
 * DROP: the timestamped pending-drops name is recorded before the move, so a table
   missing from its database is looked for where it went.
 The final insert carries its own exactly-once marker (final_insert.run_once).
+
+The DDL on an existing table (ALTER, DROP, their triggers) runs under the lock bound
+(``bounded_ddl``), so a reader's long transaction never makes the application's writes
+queue behind it for longer than the bound. A bound that runs out changes nothing and
+leaves the migration at copy in progress (3), said in its shift log: clearing the task
+in Airflow (or its own retry) runs it again. A CREATE locks no existing table; it goes
+through the same call, which costs nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from shift_provider.codes import Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.final_insert import run_once
 from shift_provider.models import Migration
-from shift_provider.operators.base import ShiftMigrationOperator
+from shift_provider.operators.base import PERMANENT_ERRORS, ShiftMigrationOperator
 from shift_provider.operators.prepare import checked_ddl, describe
 from shift_provider.sql import qualified, timestamped_name
 from shift_provider.state_file import MigrationState, load_state, save_state
@@ -105,6 +112,21 @@ class RunDdlOperator(ShiftMigrationOperator):
         for step in steps:
             state.mark(step)
         save_state(self.api, state)
+
+    def report_failure(self, migration: Migration, exc: BaseException, *, final: bool) -> None:
+        """A retryable failure (the lock bound ran out behind a long transaction, a lost connection) changed
+        nothing the state file does not know: the migration stays at 3, said in its shift log, so clearing
+        the task finishes it; error (13) would refuse that re-run."""
+        if isinstance(exc, PERMANENT_ERRORS):
+            super().report_failure(migration, exc, final=final)
+            return
+        message = (f"short run failed ({type(exc).__name__}: {exc}); the migration stays at copy in progress: "
+                   "clear the Airflow task to retry, it continues where it stopped")
+        self.log.error("%s", message)
+        try:
+            self.api.append_to_file(migration.id, message + "\n")
+        except Exception as api_exc:  # the API may be what failed
+            self.log.error("could not write the failure to the shift log: %s", api_exc)
 
     # --- CREATE -------------------------------------------------------------
 
