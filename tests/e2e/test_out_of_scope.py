@@ -132,7 +132,10 @@ def test_discard_tablespace_is_refused_on_every_path_and_the_table_still_reads(e
     # A short run already at copy in progress (approved before this check existed): run_ddl's own gate.
     short = stage_raw(e2e.db_path, database=database, ddl_statement="ALTER TABLE t DISCARD TABLESPACE",
                       status=3, runtype=2)
-    runs = claim_and_run()
+    # One sensor pass starts the new migration's run (refused at prepare); the short run staged at 3 has no
+    # run waiting for it, so the next pass adopts it (after adopt_staged_after) and run_ddl refuses it.
+    runs = claim_and_run() + claim_and_run()
+    assert runs[0][0] == f"mig-{filed}" and runs[1][0].startswith(f"mig-{short}-"), [run_id for run_id, _ in runs]
     assert sorted(str(run.state) for _, run in runs) == ["failed", "failed"]
     for mid in (filed, short):
         refused(e2e, mid, "DISCARD ... TABLESPACE detaches or replaces the table's data files")
