@@ -19,7 +19,7 @@ from shift_provider.models import Migration
 from shift_provider.operators.rename import SUBSTEPS, step_key
 from shift_provider.rename_steps import alter_expectations
 from shift_provider.state_file import MigrationState
-from tests.support.airflow import run_dag, task_states
+from tests.support.airflow import run_dag, task_states, xcoms
 from tests.support.tables import (
     BackgroundWriter,
     columns_of,
@@ -204,9 +204,12 @@ def test_prepare_copy_rename_with_writes_across_the_swap(env):
     state = env.state(mid)
     assert state.old_table == old and state.retired_to == f"{env.pending}.{old}"
     assert sorted(s for s in state.steps_done if s.startswith("rename.")) == sorted(step_key(s) for s in SUBSTEPS)
-    # Cleared and run again once completed: nothing happens.
+    # Cleared and run again once completed: refused at once (completed in shift, saying what to do), nothing happens.
     before = content_checksum(env.primary, env.database, TABLE)
-    assert succeeded(run_dag("shift_test_rename", conf))
+    again = run_dag("shift_test_rename", conf)
+    assert task_states(again) == {"rename": "failed"}
+    refused = xcoms(again)["rename"]["refused"]
+    assert "is completed (8) in shift" in refused and "no SQL ran" in refused, refused
     assert content_checksum(env.primary, env.database, TABLE) == before
     assert env.old_tables(env.pending) == [old]
     assert env.primary.query(f"SELECT COUNT(*) FROM {q(env.database)}.rename_audit")[0][0] == 1
