@@ -96,6 +96,8 @@ def test_pause_mid_copy_then_resume_in_the_same_task(e2e, primary, database):
     assert str(run.state) == "success" and states["copy"] == "success" and states["rename"] == "success", states
     copy_ti = next(ti for ti in run.get_task_instances() if ti.task_id == "copy")
     assert copy_ti.try_number == 1  # the same task: paused, deferred, resumed, copied
+    start = xcoms(run)["copy"]["copy_resume"]  # ... and it went on from the paused copy's checkpoint
+    assert start["resumed"] is True and start["rows_copied_before"] > 0 and start["boundary"], start
     assert e2e.migration(mid)["status"] == 8
     assert "paused_col" in columns_of(primary, database, "t")
     assert writer.missing_rows() == set() and triggers_on(primary, database) == []
