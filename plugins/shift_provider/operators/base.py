@@ -146,6 +146,8 @@ class ShiftMigrationOperator(BaseOperator):
             raise
         try:
             return self.run_step(context, migration)
+        except AirflowSkipException:  # the step ended with nothing (more) to do, saying why: not a failure
+            raise
         except PERMANENT_ERRORS as exc:
             self.report_failure(migration, exc, final=True)
             raise AirflowFailException(str(exc)) from exc
