@@ -269,7 +269,8 @@ def test_pause_defers_the_copy_resume_continues_it_in_the_same_task_and_cancel_c
     # ... and it goes on from the checkpoint the paused copy left, not from the first row.
     start = wait_for(lambda: copy_resume_of(deployment, run_id, "copy"), 30, "the resumed copy's copy_resume")
     assert start["resumed"] is True and start["rows_copied_before"] > 0 and start["boundary"], start
-    assert f"resuming the copy after boundary {start['boundary']}" in shift_log(deployment.shift_api, mid)
+    wait_for(lambda: f"resuming the copy after boundary {start['boundary']}" in shift_log(deployment.shift_api, mid),
+             30, "the resume's line in the shift log (shipped every log_sync_interval)", interval=0.5)
 
     # Cancel while it copies: the copy stops pt-osc, claims the cancel, cleans up, and the run ends.
     client(deployment, "cancel", str(mid))
