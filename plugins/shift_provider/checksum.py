@@ -36,7 +36,7 @@ from shift_provider.exceptions import MigrationStepError
 from shift_provider.sql import qualified, quote_ident
 
 TARGET_CHUNK_SECONDS = 0.5
-PAUSE_FRACTION = 0.7  # after each chunk, sleep this fraction of the time it took (see Checksummer._run)
+PAUSE_FRACTION = 0.6  # after each chunk, sleep this fraction of the time it took (see Checksummer._run)
 FIRST_CHUNK_ROWS = 2000
 MIN_CHUNK_ROWS = 200
 MAX_CHUNK_ROWS = 200_000
@@ -283,7 +283,7 @@ class Checksummer:
                 after = upper
                 rows_wanted = self.next_chunk_rows(rows_wanted, elapsed)
                 # Leave the server idle for a part of each chunk's time (the application's queries
-                # get the CPU the chunk took), like pt-osc's --sleep between chunks. 0.7 keeps the
+                # get the CPU the chunk took), like pt-osc's --sleep between chunks. 0.6 keeps the
                 # whole checksum near 0.45x the copy's time while a writer's p99 stays near idle
                 # (`make bench`: checksum/copy, write_p99_checksum/idle).
                 time.sleep(elapsed * PAUSE_FRACTION)

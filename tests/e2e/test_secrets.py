@@ -45,6 +45,12 @@ class ProcessScanner:
         self._thread.join(timeout=10)
         return self
 
+    @property
+    def defaults_files_seen(self) -> set[str]:
+        """The option files pt-osc was pointed at (``--defaults-file=PATH``)."""
+        return {word.split("=", 1)[1] for argv in self.ptosc_argvs for word in argv.split()
+                if word.startswith("--defaults-file=")}
+
     @staticmethod
     def _descendants_of(root: int) -> set[str]:
         """This test's process tree (other engineers' test processes share the machine)."""
@@ -97,11 +103,16 @@ def e2e(airflow_home, shift_api, shift_settings, primary, database):
     return shift_api, shift_settings(prefer_instant_ddl=False)  # pt-osc copies the rows: its argv is watched
 
 
-def test_password_never_appears_during_a_full_long_run(e2e, primary, database, capfd, airflow_home):
+def test_password_never_appears_during_a_full_long_run(e2e, primary, database, capfd, airflow_home,
+                                                       tmp_path, monkeypatch):
     api, settings = e2e
     settings_file = Path(os.environ["SHIFT_CONFIG"])
     assert files_containing_secret(settings_file.parent) == [str(settings_file)], "the scan must find it there"
-    temp_before = {p.name for p in Path(tempfile.gettempdir()).glob("shift-ptosc-*")}
+    # A private temp directory: another test worker's pt-osc run has its own defaults file in the shared /tmp.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
 
     create_sample_table(primary, database, "t", 20000)
     mid = api.create(ddl="ALTER TABLE t ADD COLUMN secretless INT", database=database,
@@ -146,4 +157,6 @@ def test_password_never_appears_during_a_full_long_run(e2e, primary, database, c
     assert files_containing_secret(Path(settings.log_dir)) == []
     assert files_containing_secret(api.workdir) == []  # the API's store and server log
     # The 0600 defaults files that did hold it are gone.
-    assert {p.name for p in Path(tempfile.gettempdir()).glob("shift-ptosc-*")} - temp_before == set()
+    assert scanner.defaults_files_seen, "pt-osc read a private defaults file from the private temp directory"
+    assert all(Path(path).is_relative_to(private_tmp) for path in scanner.defaults_files_seen)
+    assert list(private_tmp.glob("shift-ptosc-*")) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from shift_provider.bounded_ddl import ErrorKind, LockBound, classify
 from shift_provider.codes import Status
@@ -45,6 +46,33 @@ class Reader(threading.Thread):
             conn.close()
 
 
+def run_behind_a_reader(primary, database: str, dag_id: str, conf: dict) -> tuple[Any, float, BackgroundWriter]:
+    """Run a step's DAG while a reader holds the table's metadata lock and a writer keeps writing.
+
+    Returns the run, how long it took, and the (still running) writer: the caller stops it.
+    Asserts the application kept writing all along.
+    """
+    writer = BackgroundWriter(primary, database, "t").start()
+    reader = Reader(primary, database, "t")
+    reader.start()
+    try:
+        assert reader.holding.wait(10)
+        time.sleep(0.5)
+        baseline_ops = writer.operations
+        started = time.monotonic()
+        run = run_dag(dag_id, conf)
+        elapsed = time.monotonic() - started
+        time.sleep(0.5)
+        assert writer.operations > baseline_ops  # the application kept writing all along
+    except BaseException:
+        writer.stop()
+        raise
+    finally:
+        reader.release.set()
+        reader.join(10)
+    return run, elapsed, writer
+
+
 def test_cancel_gives_up_within_the_bound_behind_a_reader_and_a_retry_finishes(copy_env, shift_api, primary,
                                                                               database, shift_settings, ptosc):
     shift_settings(ptosc_extra_args=["--chunk-size=500"], pt_osc_path=ptosc[0],
@@ -58,21 +86,7 @@ def test_cancel_gives_up_within_the_bound_behind_a_reader_and_a_retry_finishes(c
     assert shift_api.human("cancel", mid).status_code == 200
     cancel_conf = claim(shift_api, mid)
 
-    writer = BackgroundWriter(primary, database, "t").start()
-    reader = Reader(primary, database, "t")
-    reader.start()
-    try:
-        assert reader.holding.wait(10)
-        time.sleep(0.5)
-        baseline_ops = writer.operations
-        started = time.monotonic()
-        run = run_dag("shift_test_cancel", cancel_conf)
-        elapsed = time.monotonic() - started
-        time.sleep(0.5)
-        assert writer.operations > baseline_ops  # the application kept writing all along
-    finally:
-        reader.release.set()
-        reader.join(10)
+    run, elapsed, writer = run_behind_a_reader(primary, database, "shift_test_cancel", cancel_conf)
     try:
         assert task_states(run) == {"cancel": "failed"}
         # Gave up within the bound (3 attempts of 1 s, 2 pauses), far from the reader's 60 s.
@@ -127,18 +141,7 @@ def test_resumed_copy_cleanup_gives_up_within_the_bound_behind_a_reader_and_a_re
         assert subprocess.run(command.argv, capture_output=True, timeout=120).returncode == 0
     assert len(triggers_on(primary, database, "t")) == 3
 
-    writer = BackgroundWriter(primary, database, "t").start()
-    reader = Reader(primary, database, "t")
-    reader.start()
-    try:
-        assert reader.holding.wait(10)
-        time.sleep(0.5)
-        started = time.monotonic()
-        run = run_dag(COPY_DAG, conf)
-        elapsed = time.monotonic() - started
-    finally:
-        reader.release.set()
-        reader.join(10)
+    run, elapsed, writer = run_behind_a_reader(primary, database, COPY_DAG, conf)
     try:
         assert task_states(run) == {"copy": "failed"}
         assert elapsed < BOUND.worst_case_seconds + 20, f"the copy took {elapsed:.1f}s"
@@ -166,21 +169,7 @@ def test_short_run_alter_gives_up_within_the_bound_behind_a_reader_and_a_retry_f
     shift_api.drive_to_start(created["id"], runtype="short")
     mid, conf = created["id"], claim(shift_api, created["id"])
 
-    writer = BackgroundWriter(primary, database, "t").start()
-    reader = Reader(primary, database, "t")
-    reader.start()
-    try:
-        assert reader.holding.wait(10)
-        time.sleep(0.5)
-        baseline_ops = writer.operations
-        started = time.monotonic()
-        run = run_dag("shift_test_run_ddl", conf)
-        elapsed = time.monotonic() - started
-        time.sleep(0.5)
-        assert writer.operations > baseline_ops  # the application kept writing all along
-    finally:
-        reader.release.set()
-        reader.join(10)
+    run, elapsed, writer = run_behind_a_reader(primary, database, "shift_test_run_ddl", conf)
     try:
         assert task_states(run) == {"run_ddl": "failed"}
         assert elapsed < BOUND.worst_case_seconds + 20, f"the short run took {elapsed:.1f}s"
