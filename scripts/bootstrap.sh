@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Install what shift-airflow needs on a fresh Debian machine, idempotently:
-# the Debian packages (MariaDB, Percona Toolkit, the mysqlclient build deps, and
-# Redis and PostgreSQL for the multi-worker deployment tests)
-# and a virtualenv at .venv with the pinned Python packages.
+# the Debian packages (MariaDB, Percona Toolkit, the mysqlclient build deps, Redis and
+# PostgreSQL for the multi-worker deployment tests, chromium and chromium-driver for the
+# headless-browser test of the console) and a virtualenv at .venv with the pinned Python packages.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 UV_VERSION="0.13.9"
-APT_PACKAGES=(mariadb-server mariadb-client percona-toolkit pkg-config libmariadb-dev python3-venv redis-server postgresql)
+APT_PACKAGES=(mariadb-server mariadb-client percona-toolkit pkg-config libmariadb-dev python3-venv redis-server postgresql chromium chromium-driver)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
