@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.deployment import Deployment  # noqa: E402
+from tests.support.deployment import ADMIN_USER, Deployment  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> None:
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"[cluster] starting under {deployment.workdir}", flush=True)
     deployment.start()
     print(f"[cluster] up in {deployment.timings['startup']:.0f}s {deployment.timings}", flush=True)
-    print(f"[cluster] Airflow UI/API  {deployment.airflow_url} (no login)", flush=True)
+    print(f"[cluster] Airflow UI/API  {deployment.airflow_url} (login: {ADMIN_USER} / {deployment.admin_password})",
+          flush=True)
     print(f"[cluster] shift API       {deployment.shift_api.url}", flush=True)
     for name, server in deployment.servers.items():
         print(f"[cluster] cluster {name:<8} 127.0.0.1:{server.port}", flush=True)

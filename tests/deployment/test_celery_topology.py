@@ -313,9 +313,7 @@ def test_a_staged_migration_with_no_run_is_adopted(both_workers):
 
 
 def requests_delete(deployment: Deployment, path: str) -> None:
-    import requests
-
-    requests.delete(f"{deployment.airflow_url}/api/v2/{path}", timeout=10).raise_for_status()
+    deployment.rest("DELETE", path)
 
 
 def copy_resume_of(deployment: Deployment, run_id: str, task_id: str) -> dict | None:
