@@ -312,6 +312,73 @@ def test_a_staged_migration_with_no_run_is_adopted(both_workers):
     assert "adopted" in columns_of(one, database, "t") and triggers_on(one, database) == []
 
 
+def test_the_migration_view_shows_the_copy_moving_in_a_headless_browser(both_workers):
+    """The run's "Migration" view (the console's iframe in Airflow's UI) and the "Shift" page, in chromium."""
+    import requests
+
+    from tests.support.browser import headless_chromium, log_in, plugin_frame, text_of
+
+    deployment = both_workers
+    one = deployment.servers["one"]
+    database = new_database("ui")
+    create_sample_table(one, database, "t", LONG_COPY_ROWS)
+    before = content_checksum(one, database, "t")
+    mid = file_migration(deployment, "one", database, "ALTER TABLE t ADD COLUMN viewed INT NULL")
+    prepared(deployment, mid)
+    run_id = f"mig-{mid}"
+    console = f"{deployment.airflow_url}/shift-console"
+    pages = [f"/api/migration/shift_migration/{run_id}", "/api/migrations",
+             f"/migration/shift_migration/{run_id}", "/migrations"]
+
+    # Behind Airflow's auth: no credentials, or a forged token, are refused; the admin's token is not.
+    for path in pages:
+        assert requests.get(console + path, timeout=10).status_code == 401, path
+        forged = requests.get(console + path, headers={"Authorization": "Bearer not.a.jwt"}, timeout=10)
+        assert forged.status_code in (401, 403), (path, forged.status_code)
+    answer = requests.get(console + pages[0], headers={"Authorization": f"Bearer {deployment.token()}"}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["status"] == {"code": 1, "name": "awaiting approval"}
+    assert answer.json()["next_action"] == "a human approves it in shift (long, short or nocheckalter run)"
+
+    client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
+    client(deployment, "start", str(mid))
+    wait_for(lambda: migration(deployment, mid)["status"] == 3 and ti_of(deployment, run_id, "copy", "running"), 90,
+             "the copy to run")
+    with headless_chromium() as driver:
+        log_in(driver, deployment.airflow_url, deployment.token())
+        plugin_frame(driver, f"{deployment.airflow_url}/dags/shift_migration/runs/{run_id}/plugin/shift-migration",
+                     "Migration")
+
+        def percent_shown() -> float | None:
+            shown = text_of(driver, "percent")
+            return float(shown) if shown not in ("", "-") else None
+
+        first = wait_for(lambda: (p := percent_shown()) is not None and p < 90 and p, 60,
+                         "the view to show the copy's percentage")
+        assert text_of(driver, "status") == "copy in progress (3)"
+        assert text_of(driver, "step") == "copying rows (pt-osc) (copy: running)"
+        assert text_of(driver, "title") == f"Migration {mid}: {database}.t on one"
+        # The page refreshes itself (the XCom tab does not): the same page, read again, has moved on.
+        second = wait_for(lambda: (p := percent_shown()) is not None and p > first and p, 60,
+                          f"the shown percentage to grow past {first}")
+        assert ti_of(deployment, run_id, "copy", "running"), "the copy ended before the second read"
+
+        # The Shift page lists it among the migrations in flight, linking to its Migration view.
+        from selenium.webdriver.common.by import By
+
+        plugin_frame(driver, f"{deployment.airflow_url}/plugin/shift", "Shift")
+        row = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, f"tr[data-migration-id='{mid}']"), 30,
+                       "the migration on the Shift page")[0]
+        assert f"{database}.t" in row.text and "copy in progress (3)" in row.text, row.text
+        link = row.find_element(By.CSS_SELECTOR, "a").get_attribute("href")
+        assert link.endswith(f"/dags/shift_migration/runs/{run_id}/plugin/shift-migration"), link
+
+    # Cancel (the pause test proves it): the copy stops and cleans up, and cluster one is free again.
+    client(deployment, "cancel", str(mid))
+    wait_for(lambda: deployment.migration_runs(mid)[0]["state"] == "success", 60, "the run to end")
+    assert triggers_on(one, database) == [] and tables_in(one, database) == ["t"]
+    assert content_checksum(one, database, "t") == before
+
+
 def requests_delete(deployment: Deployment, path: str) -> None:
     deployment.rest("DELETE", path)
 
