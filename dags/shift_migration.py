@@ -54,7 +54,8 @@ this migration's triggers and shadow table; the tasks after it end skipped. A ta
 does not apply ends skipped with the reason (for a pt-osc ALTER, `run_ddl`). Clearing a
 failed `copy` of a migration at error (13) resumes it; clearing any task of a migration
 completed, failed or canceled in shift fails at once, saying so, without any SQL.
-Copy progress: the copy task's XCom `copy_percentage` / `eta_seconds`.
+Copy progress, live: the run's "Migration" tab (and the "Shift" page for all migrations in flight);
+also the copy task's XCom `copy_percentage` / `eta_seconds`.
 """,
 ) as dag:
     with TaskGroup("prepare") as prepare:
