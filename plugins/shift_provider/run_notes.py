@@ -3,7 +3,9 @@
 A task cannot write its run's note (the Task SDK has no call for it), so an Airflow
 listener does, in the scheduler, when a ``shift_migration`` run ends: the note the
 claim wrote (cluster, table, DDL, people, link) gets a last line saying how the run
-ended, read from the run's task states and its ``migration_ended`` XCom.
+ended, read from the run's task states and its ``migration_ended`` XCom. The claim
+at preparing happens before anyone approved the migration, so its "approved by (not
+yet)" is replaced by the approver a later claim recorded (XCom ``claimed``).
 Registered by the ``airflow.plugins`` entry point (``ShiftRunNotesPlugin``).
 """
 
@@ -32,6 +34,18 @@ def outcome(states: dict[str, str], ended: list[str]) -> str:
     if ended:
         return f"**ended**: {ended[0]}"
     return "**ended** without completing the migration (see the skipped tasks' reasons)"
+
+
+NOT_YET_APPROVED = "approved by (not yet)"
+
+
+def with_approver(note: str, claims: list[Any]) -> str:
+    """The note with the approver a claim recorded in place of "approved by (not yet)"."""
+    approved = [c for c in claims if isinstance(c, dict) and c.get("approved_by")]
+    if not approved or NOT_YET_APPROVED not in note:
+        return note
+    newest = max(approved, key=lambda c: c.get("lock_version") or 0)
+    return note.replace(NOT_YET_APPROVED, f"approved by {newest['approved_by']}", 1)
 
 
 def _write_note(dag_run: Any) -> None:
@@ -63,9 +77,13 @@ def _note_in(session: Any, run: Any) -> None:
     ended = [XComModel.deserialize_value(row) for row in session.query(XComModel).filter(
         XComModel.dag_id == DAG_ID, XComModel.run_id == run.run_id, XComModel.key == "migration_ended")]
     last = outcome(states, [e for e in ended if isinstance(e, str)])
-    note = run.note or ""
+    claims = [XComModel.deserialize_value(row) for row in session.query(XComModel).filter(
+        XComModel.dag_id == DAG_ID, XComModel.run_id == run.run_id, XComModel.key == "claimed")]
+    note = with_approver(run.note or "", claims)
     if last not in note:
-        run.note = (note + "  \n" if note else "") + last
+        note = (note + "  \n" if note else "") + last
+    if note != (run.note or ""):
+        run.note = note
 
 
 @hookimpl

@@ -23,6 +23,7 @@ from airflow.sdk import BaseOperator
 from shift_provider.codes import Status
 from shift_provider.exceptions import MalformedMigrationError, MigrationStepError, ShiftApiError
 from shift_provider.models import Migration, claimed_payload
+from shift_provider.run_notes import NOT_YET_APPROVED
 from shift_provider.settings import get_settings
 from shift_provider.staged_ids import addressable_id, log_unaddressable
 from shift_provider.state_machine import step_for
@@ -46,7 +47,8 @@ def run_note(migration: Migration, conf: dict[str, Any], url_template: str) -> s
     lines = [
         f"**{migration.cluster_name or migration.host}** `{migration.database}.{migration.table}`",
         f"`{clip(migration.ddl_statement, 160)}`",
-        f"requested by {conf.get('requestor') or '?'}, approved by {conf.get('approved_by') or '(not yet)'}",
+        f"requested by {conf.get('requestor') or '?'}, "
+        + (f"approved by {conf['approved_by']}" if conf.get("approved_by") else NOT_YET_APPROVED),
         f"[shift migration {migration.id}]({url_template.format(id=migration.id)})",
     ]
     if migration.status != Status.PREPARING:
