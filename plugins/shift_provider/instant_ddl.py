@@ -38,7 +38,7 @@ from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import BOOKKEEPING_DB
 from shift_provider.models import Migration
 from shift_provider.nondeterministic import nondeterministic_default
-from shift_provider.operators.copy import CopyRun
+from shift_provider.copy_run import CopyRun
 from shift_provider.ptosc import alter_clause
 from shift_provider.settings import Settings
 from shift_provider.sql import qualified, quote_ident
@@ -84,7 +84,7 @@ REBUILD_HEADS = frozenset({"ENGINE", "STORAGE", "ROW_FORMAT", "KEY_BLOCK_SIZE", 
 def unprobeable(clause: str) -> str | None:
     """Why the clause must not be tried with ``, ALGORITHM=INSTANT`` appended (None when it may)."""
     try:
-        specs = rename_steps._specifications(clause)
+        specs = rename_steps.specifications(clause)
     except ValueError as exc:
         return f"the ALTER clause cannot be parsed ({exc})"
     for spec in specs:
@@ -336,7 +336,7 @@ class InstantRename:
             if problems:
                 raise MigrationStepError(f"after the instant ALTER, `{m.database}`.`{m.table}` does not have the "
                                          "new schema: " + "; ".join(problems) + "; a human must look")
-            self.op._done(SUBSTEP, state)
+            self.op.mark_done(SUBSTEP, state)
         self.ti.xcom_push(key=XCOM_OUTCOME, value=outcome)
         if seconds is not None:
             self.ti.xcom_push(key=XCOM_SECONDS, value=round(seconds, 6))
@@ -363,11 +363,6 @@ class InlineCopyRun(CopyRun):
     Everything else is the copy's own: pinned run_host, streamed and shipped output,
     progress, state file, an earlier attempt's leftovers removed first.
     """
-
-    def __init__(self, operator, context: Any, migration: Migration) -> None:
-        if not hasattr(operator, "stop_grace_seconds"):
-            operator.stop_grace_seconds = 5.0
-        super().__init__(operator, context, migration)
 
     def still_copy_in_progress(self) -> bool:
         current = self.api.get_migration(self.migration.id)

@@ -58,7 +58,7 @@ class Expectations:
     renamed_columns: tuple[tuple[str, str], ...] = ()
 
 
-def _specifications(alter_clause: str) -> list[list[tuple[str, str]]]:
+def specifications(alter_clause: str) -> list[list[tuple[str, str]]]:
     """The clause's comma-separated specifications (top level only), as significant tokens."""
     specs: list[list[tuple[str, str]]] = [[]]
     depth = 0
@@ -85,7 +85,7 @@ def alter_expectations(alter_clause: str) -> Expectations:
     renamed: list[tuple[str, str]] = []
     rebuild_only = True
     conditional = False
-    for spec in _specifications(alter_clause):
+    for spec in specifications(alter_clause):
         words = [t.upper() if k == "word" else None for k, t in spec]
         names = [t.lower() if k in ("word", "qident") else None for k, t in spec]
         if words[0] not in _REBUILD_WORDS:

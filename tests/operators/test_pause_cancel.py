@@ -306,7 +306,7 @@ def test_a_copy_counts_as_released_when_unpinned_stopped_or_silent_too_long():
     from datetime import datetime, timedelta, timezone
 
     from shift_provider.models import Migration
-    from shift_provider.operators.pause import copy_release_reason
+    from shift_provider.operators.copy_release import copy_release_reason
     from shift_provider.state_file import MigrationState
 
     def migration(run_host):

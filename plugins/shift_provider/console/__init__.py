@@ -12,5 +12,6 @@ behind Airflow's own auth (the UI's ``_token`` cookie or a bearer token).
 * ``facts``: a run's facts from Airflow's metadata database (run, task states, XComs).
 * ``shift_status``: shift's answer for a migration, cached for a moment, never raising.
 * ``app``: the FastAPI app (pages and JSON, each behind Airflow's auth).
+* ``urls``: the mount point and the UI routes (shared by the plugin and the app).
 * ``plugin``: the Airflow plugin registering the app and the views.
 """

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shift_provider.console import facts as run_facts
 from shift_provider.console import shift_status
-from shift_provider.console.plugin import MIGRATION_VIEW_ROUTE, SHIFT_PAGE_ROUTE, URL_PREFIX
+from shift_provider.console.urls import MIGRATION_VIEW_ROUTE, SHIFT_PAGE_ROUTE, URL_PREFIX
 from shift_provider.console.summary import RunFacts, summarize
 
 PAGES = Path(__file__).with_name("pages")

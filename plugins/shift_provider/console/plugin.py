@@ -11,9 +11,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-URL_PREFIX = "/shift-console"  # where the api-server mounts the console's app
-MIGRATION_VIEW_ROUTE = "shift-migration"  # the run tab's route in the Airflow UI: .../runs/<run_id>/plugin/<this>
-SHIFT_PAGE_ROUTE = "shift"  # the Shift page's route in the Airflow UI: /plugin/<this>
+from shift_provider.console.urls import MIGRATION_VIEW_ROUTE, SHIFT_PAGE_ROUTE, URL_PREFIX
+
 
 
 class LazyApp:

@@ -10,7 +10,6 @@ end the run with the reason. Clearing the task re-reads shift and does the same.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -20,7 +19,6 @@ from shift_provider.codes import Status
 from shift_provider.models import Migration
 from shift_provider.operators.base import ShiftMigrationOperator, describe, refuse_terminal
 from shift_provider.operators.cancel import clean_up_canceled
-from shift_provider.triggers.migration_wait import MigrationWaitTrigger
 
 
 class AwaitHumanOperator(ShiftMigrationOperator):
@@ -80,15 +78,7 @@ class AwaitHumanOperator(ShiftMigrationOperator):
                                                          f"{describe(now.status)} to {describe(self.acts_on)}")
         self.log.info("migration %s is at %s: waiting (deferred, on the triggerer) for %s or a cancel",
                       migration.id, describe(now.status), describe(self.acts_on))
-        self.defer(
-            trigger=MigrationWaitTrigger(
-                migration_id=migration.id, act_on=[int(self.acts_on), int(Status.CANCELED)],
-                shift_api_conn_id=self.shift_api_conn_id or self.settings.api_conn_id,
-                poll_interval=self.settings.staged_poll_interval,
-                check_interval=self.settings.wait_check_interval),
-            method_name="execute_complete",
-            timeout=timedelta(days=self.settings.wait_timeout_days),
-        )
+        self.defer_until_staged(migration, (self.acts_on, Status.CANCELED))
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Woken by the trigger: read shift again and act (claim, clean up, end, or wait again)."""

@@ -82,6 +82,23 @@ class ShiftMigrationOperator(BaseOperator):
         self._payload = payload
         return apply_overrides(Migration.from_payload(payload), self.settings)
 
+    def defer_until_staged(self, migration: Migration, act_on: Sequence[Status]) -> None:
+        """Defer to the triggerer (no worker slot) until shift shows the migration staged at one of ``act_on``;
+        the task then resumes in ``execute_complete``."""
+        from datetime import timedelta
+
+        from shift_provider.triggers.migration_wait import MigrationWaitTrigger
+
+        self.defer(
+            trigger=MigrationWaitTrigger(
+                migration_id=migration.id, act_on=[int(status) for status in act_on],
+                shift_api_conn_id=self.shift_api_conn_id or self.settings.api_conn_id,
+                poll_interval=self.settings.staged_poll_interval,
+                check_interval=self.settings.wait_check_interval),
+            method_name="execute_complete",
+            timeout=timedelta(days=self.settings.wait_timeout_days),
+        )
+
     def claim(self, context: Any, migration: Migration) -> Migration | None:
         """Unstage the migration for this run; None when another runner got it first."""
         claim = self.api.unstage(migration.id)
@@ -183,6 +200,18 @@ class ShiftMigrationOperator(BaseOperator):
         else:
             self.log.error("marking migration %s as failed: %s", migration.id, message)
             self.api.fail(migration.id, message)
+
+    def keep_status_after(self, migration: Migration, exc: BaseException, step: str) -> None:
+        """A retryable failure (the lock bound ran out behind a long transaction, a lost connection) leaves
+        the migration where it is, said in its shift log: clearing the task finishes the step, which
+        failing or erroring the migration would refuse (or, for a cancel, hide)."""
+        message = (f"{step} failed ({type(exc).__name__}: {exc}); the migration stays at {describe(migration.status)}: "
+                   "clear the Airflow task to retry, it continues where it stopped")
+        self.log.error("%s", message)
+        try:
+            self.api.append_to_file(migration.id, message + "\n")
+        except Exception as api_exc:  # the API may be what failed
+            self.log.error("could not write the failure to the shift log: %s", api_exc)
 
     def _fail_unparsed(self, exc: MalformedMigrationError) -> None:
         # The claim task fails malformed migrations it unstaged; a conf that reaches a

@@ -16,28 +16,19 @@ from typing import Any
 from shift_provider import leftovers, ptosc, schema_ops
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
-from shift_provider.exceptions import MigrationStepError
 from shift_provider.models import Migration
 from shift_provider.operators.base import PERMANENT_ERRORS, ShiftMigrationOperator
-from shift_provider.operators.pause import wait_for_copy_release
+from shift_provider.operators.copy_release import ReleaseWaitingOperator, wait_for_copy_release
 from shift_provider.state_file import save_state
 
 
-class CancelOperator(ShiftMigrationOperator):
-    """Status 9 claimed: wait for a running copy to stop, drop pt-osc's triggers, retire the shadow table.
-
-    :param release_timeout: seconds to wait for a running copy to stop before failing this try.
-    """
+class CancelOperator(ReleaseWaitingOperator):
+    """Status 9 claimed: wait for a running copy to stop, drop pt-osc's triggers, retire the shadow table."""
 
     ui_color = "#fee2e2"
+    acts_at = Status.CANCELED
 
-    def __init__(self, *, release_timeout: float = 60.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.release_timeout = release_timeout
-
-    def run_step(self, context: Any, migration: Migration) -> Any:
-        if migration.status != Status.CANCELED:
-            raise MigrationStepError(f"migration {migration.id} is at {migration.status.name.lower()}, not canceled")
+    def after_release(self, context: Any, migration: Migration) -> Any:
         return clean_up_canceled(self, migration, self.release_timeout)
 
     def report_failure(self, migration: Migration, exc: BaseException, *, final: bool) -> None:
@@ -47,13 +38,7 @@ class CancelOperator(ShiftMigrationOperator):
         if isinstance(exc, PERMANENT_ERRORS):
             super().report_failure(migration, exc, final=final)
             return
-        message = (f"cancel cleanup failed ({type(exc).__name__}: {exc}); the migration stays canceled: clear the "
-                   "Airflow task to retry, it continues where it stopped")
-        self.log.error("%s", message)
-        try:
-            self.api.append_to_file(migration.id, message + "\n")
-        except Exception as api_exc:  # the API may be what failed
-            self.log.error("could not write the failure to the shift log: %s", api_exc)
+        self.keep_status_after(migration, exc, "cancel cleanup")
 
 
 def clean_up_canceled(operator: ShiftMigrationOperator, migration: Migration,

@@ -1,7 +1,7 @@
 """Step 11 (pausing): wait until the running copy let go of the migration, then paused (12).
 
 The copy task itself watches shift and stops pt-osc when it sees 11; this step only
-makes sure that happened (or that no copy runs) before telling shift it is paused,
+makes sure that happened (``copy_release``) before telling shift it is paused,
 so a human resume never finds a pt-osc still running. The shadow table and
 triggers stay: the resumed copy goes on from its checkpoint (see copy_resume), or cleans them up
 and starts again when the checkpoint cannot be proven usable.
@@ -9,68 +9,20 @@ and starts again when the checkpoint cannot be proven usable.
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
 from typing import Any
 
 from shift_provider.codes import Status
-from shift_provider.exceptions import MigrationStepError
-from shift_provider.models import Migration, MigrationLifecycle
-from shift_provider.operators.base import ShiftMigrationOperator
-from shift_provider.state_file import MigrationState, load_state
+from shift_provider.models import Migration
+from shift_provider.operators.copy_release import ReleaseWaitingOperator, wait_for_copy_release
 
 
-def copy_release_reason(current: MigrationLifecycle, state: MigrationState, stale_after: float) -> str | None:
-    """Why no copy holds the migration any more, or None while one still runs."""
-    if current.run_host is None:
-        return "run_host is unpinned"
-    if state.copy_status != "running":
-        return f"the copy's state is {state.copy_status or 'empty'!r}"
-    try:
-        updated = datetime.fromisoformat(state.updated_at)
-    except ValueError:
-        return None
-    age = (datetime.now(timezone.utc) - updated).total_seconds()
-    if age > stale_after:
-        return f"the copy on {current.run_host} has not saved its state for {age:.0f}s: its worker is gone"
-    return None
-
-
-def wait_for_copy_release(operator: ShiftMigrationOperator, migration_id: int, timeout: float) -> MigrationState:
-    """Poll shift until no copy holds the migration; raise (retryably) after ``timeout`` seconds."""
-    settings = operator.settings
-    stale_after = max(3 * settings.state_sync_interval, 30.0)
-    deadline = time.monotonic() + timeout
-    while True:
-        current = operator.api.get_migration(migration_id)
-        state = load_state(operator.api, migration_id)
-        reason = copy_release_reason(current, state, stale_after)
-        if reason is not None:
-            operator.log.info("no copy runs for migration %s: %s", migration_id, reason)
-            return state
-        if time.monotonic() >= deadline:
-            raise TimeoutError(
-                f"the copy of migration {migration_id} on {current.run_host} did not stop within {timeout:.0f}s "
-                f"(state {state.copy_status!r}, updated {state.updated_at})")
-        operator.log.info("waiting for the copy on %s to stop (state %r)", current.run_host, state.copy_status)
-        time.sleep(settings.control_poll_interval)
-
-
-class PauseOperator(ShiftMigrationOperator):
-    """Status 11 claimed: wait for the copy to stop, then next_step -> 12 (paused).
-
-    :param release_timeout: seconds to wait for a running copy to stop before failing this try.
-    """
+class PauseOperator(ReleaseWaitingOperator):
+    """Status 11 claimed: wait for the copy to stop, then next_step -> 12 (paused)."""
 
     ui_color = "#fef3c7"
+    acts_at = Status.PAUSING
 
-    def __init__(self, *, release_timeout: float = 60.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.release_timeout = release_timeout
-
-    def run_step(self, context: Any, migration: Migration) -> Any:
-        if migration.status != Status.PAUSING:
-            raise MigrationStepError(f"migration {migration.id} is at {migration.status.name.lower()}, not pausing")
+    def after_release(self, context: Any, migration: Migration) -> Any:
         state = wait_for_copy_release(self, migration.id, self.release_timeout)
         self.api.next_step(migration.id)
         self.log.info("migration %s paused; shadow table %r and triggers %s kept until it is resumed or canceled",

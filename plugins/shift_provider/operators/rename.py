@@ -134,7 +134,7 @@ class RenameOperator(ShiftMigrationOperator):
                       state.old_table or None, state.steps_done)
         return state
 
-    def _done(self, name: str, state: MigrationState) -> None:
+    def mark_done(self, name: str, state: MigrationState) -> None:
         self.after_substep(name, state)
         state.mark(step_key(name))
         save_state(self.api, state)
@@ -176,7 +176,7 @@ class RenameOperator(ShiftMigrationOperator):
                                                LockBound.of(self.settings), self.log)
             self.log.info("swap: done on attempt %d: `%s` is the new table, the old one is `%s`", attempt, table,
                           state.old_table)
-        self._done("swap", state)
+        self.mark_done("swap", state)
 
     def prepare_after_swap(self, hook, migration: Migration, state: MigrationState) -> None:
         """Before the swap: refuse what would fail after it, and save the foreign key names to give back."""
@@ -206,7 +206,7 @@ class RenameOperator(ShiftMigrationOperator):
         if restored:
             self.log.info("foreign_keys: `%s` has its foreign keys %s back under their names", migration.table,
                           restored)
-        self._done("foreign_keys", state)
+        self.mark_done("foreign_keys", state)
 
     def refuse_changed_original(self, hook, migration: Migration, state: MigrationState) -> None:
         """The live table must still be the one the copy started from, or the swap would lose the change.
@@ -259,7 +259,7 @@ class RenameOperator(ShiftMigrationOperator):
             self.log.info("drop_triggers: dropped %s from `%s`", names, state.old_table)
         else:
             self.log.info("drop_triggers: no triggers left on `%s`", state.old_table)
-        self._done("drop_triggers", state)
+        self.mark_done("drop_triggers", state)
 
     def retire(self, hook, migration: Migration, state: MigrationState) -> None:
         """The old table into pending drops (or dropped); where it goes is saved before moving it."""
@@ -271,18 +271,18 @@ class RenameOperator(ShiftMigrationOperator):
         what = rename_steps.retire_old_table(hook, migration.database, state.old_table, target,
                                              LockBound.of(self.settings), self.log)
         self.log.info("retire: old table `%s` %s", state.old_table, what)
-        self._done("retire", state)
+        self.mark_done("retire", state)
 
     def send_end_stats(self, hook, migration: Migration, state: MigrationState) -> None:
         stats = rename_steps.end_stats(hook, migration.database, migration.table, LockBound.of(self.settings),
                                        self.log)
         self.api.update(migration.id, **stats.as_update("end"))
         self.log.info("stats: %s (information_schema, after ANALYZE)", stats.describe())
-        self._done("stats", state)
+        self.mark_done("stats", state)
 
     def run_final_insert(self, hook, migration: Migration, state: MigrationState) -> None:
         self.log.info("final_insert: %s", final_insert.run_once(hook, migration.id, migration.final_insert_sql))
-        self._done("final_insert", state)
+        self.mark_done("final_insert", state)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -323,10 +323,4 @@ class RenameOperator(ShiftMigrationOperator):
             self.abandon_refused_copy()
             super().report_failure(migration, exc, final=final)
             return
-        message = f"rename step failed ({type(exc).__name__}: {exc}); the migration stays at rename in progress: " \
-                  "clear the Airflow task to retry, it continues where it stopped"
-        self.log.error("%s", message)
-        try:
-            self.api.append_to_file(migration.id, message + "\n")
-        except Exception as api_exc:  # the API may be what failed
-            self.log.error("could not write the failure to the shift log: %s", api_exc)
+        self.keep_status_after(migration, exc, "rename step")

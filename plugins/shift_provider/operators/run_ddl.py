@@ -120,13 +120,7 @@ class RunDdlOperator(ShiftMigrationOperator):
         if isinstance(exc, PERMANENT_ERRORS):
             super().report_failure(migration, exc, final=final)
             return
-        message = (f"short run failed ({type(exc).__name__}: {exc}); the migration stays at copy in progress: "
-                   "clear the Airflow task to retry, it continues where it stopped")
-        self.log.error("%s", message)
-        try:
-            self.api.append_to_file(migration.id, message + "\n")
-        except Exception as api_exc:  # the API may be what failed
-            self.log.error("could not write the failure to the shift log: %s", api_exc)
+        self.keep_status_after(migration, exc, "short run")
 
     # --- CREATE -------------------------------------------------------------
 
