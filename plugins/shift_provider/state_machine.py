@@ -16,7 +16,8 @@ from shift_provider.models import Migration
 
 
 class Step(str, Enum):
-    """The runner's steps; their values are the task-group ids of the shift_migration DAG."""
+    """The runner's steps. The first four name the shift_migration DAG's tasks (``prepare`` its task group);
+    a pause or a cancel is finished by whichever task of the run claims it (the copy, a human wait)."""
 
     PREPARE = "prepare"
     COPY = "copy"
@@ -43,7 +44,9 @@ class StepRule:
     on_failure: Outcome
 
 
-# status -> (step, success call, failure call). This is the whole runner.
+# status -> (step, success call, failure call). The claim refuses a status with no rule
+# (step_for); a failed step reports with on_failure (ShiftMigrationOperator.report_failure);
+# on_success records the call each step makes itself when it ends well.
 RULES: dict[tuple[Status, str], StepRule] = {
     # 0: validate, dry run, stats, then awaiting approval (1).
     (Status.PREPARING, "any"): StepRule(Step.PREPARE, Outcome.NEXT_STEP, Outcome.FAIL),

@@ -7,6 +7,7 @@ and its fetches send, or an ``Authorization: Bearer`` token; without one, 401):
 * ``GET /api/migration/{dag_id}/{run_id}``: what it shows, as JSON (``summary.summarize``).
 * ``GET /migrations``: the Shift page, every migration in flight (HTML).
 * ``GET /api/migrations``: its list, as JSON.
+* ``GET /static/console.js``: the pages' shared script (signed-in users only, like the rest).
 
 Authorization is Airflow's own: reading a run's console needs what the REST API asks to
 read the run and its XComs (``requires_access_dag``), for that DAG.
@@ -39,6 +40,13 @@ async def _require(request: Request, dag_id: str | None) -> None:
     user = await get_user(request, None, await bearer_scheme(request))
     for entity in (DagAccessEntity.RUN, DagAccessEntity.XCOM):
         await run_in_threadpool(requires_access_dag("GET", entity, param_dag_id=dag_id), request, user)
+
+
+async def signed_in(request: Request) -> None:
+    """Airflow's authentication alone (401 without it): for what holds no data of any DAG."""
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+
+    await get_user(request, None, await bearer_scheme(request))
 
 
 async def may_read_run(request: Request) -> None:
@@ -88,6 +96,10 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"run {run_id} of DAG {dag_id} is not about a shift migration "
                                      "(its conf names no migration id)")
         return JSONResponse(_view(request, facts), headers=NO_STORE)
+
+    @app.get("/static/console.js", dependencies=[Depends(signed_in)])
+    def console_script() -> FileResponse:
+        return FileResponse(PAGES / "console.js", media_type="text/javascript", headers=NO_STORE)
 
     @app.get("/migrations", dependencies=[Depends(may_read_migrations)])
     def migrations_page() -> FileResponse:
