@@ -19,7 +19,6 @@ import uuid
 
 import pytest
 
-from tests.operators.test_copy import shift_log, state_of
 from tests.support.deployment import WORKERS, Deployment, ptosc_processes, wait_for, worker_of
 from tests.support.shift_api import shift_client
 from tests.support.tables import (
@@ -269,7 +268,7 @@ def test_pause_defers_the_copy_resume_continues_it_in_the_same_task_and_cancel_c
     # ... and it goes on from the checkpoint the paused copy left, not from the first row.
     start = wait_for(lambda: copy_resume_of(deployment, run_id, "copy"), 30, "the resumed copy's copy_resume")
     assert start["resumed"] is True and start["rows_copied_before"] > 0 and start["boundary"], start
-    wait_for(lambda: f"resuming the copy after boundary {start['boundary']}" in shift_log(deployment.shift_api, mid),
+    wait_for(lambda: f"resuming the copy after boundary {start['boundary']}" in deployment.shift_api.log_file(mid),
              30, "the resume's line in the shift log (shipped every log_sync_interval)", interval=0.5)
 
     # Cancel while it copies: the copy stops pt-osc, claims the cancel, cleans up, and the run ends.
@@ -358,8 +357,8 @@ def test_the_migration_view_shows_the_copy_moving_in_a_headless_browser(both_wor
         assert text_of(driver, "step") == "copying rows (pt-osc) (copy: running)"
         assert text_of(driver, "title") == f"Migration {mid}: {database}.t on one"
         # The page refreshes itself (the XCom tab does not): the same page, read again, has moved on.
-        second = wait_for(lambda: (p := percent_shown()) is not None and p > first and p, 60,
-                          f"the shown percentage to grow past {first}")
+        wait_for(lambda: (p := percent_shown()) is not None and p > first and p, 60,
+                 f"the shown percentage to grow past {first}")
         assert ti_of(deployment, run_id, "copy", "running"), "the copy ended before the second read"
 
         # The Shift page lists it among the migrations in flight, linking to its Migration view.
@@ -482,7 +481,7 @@ def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:
     try:
         start_copy_on_worker_a(deployment, mid, database, "t")
         # Worker A has synced a checkpoint to shift's state file: that is what worker B resumes from.
-        wait_for(lambda: state_of(deployment.shift_api, mid).checkpoint.get("resumable"), 60,
+        wait_for(lambda: deployment.shift_api.state(mid).checkpoint.get("resumable"), 60,
                  "a checkpoint in shift's state file", interval=0.3)
         worker_a = deployment.components[WORKER_A]
         stopped_at = time.monotonic()
@@ -526,7 +525,7 @@ def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:
     run_id = deployment.migration_runs(mid, "copy")[-1]["dag_run_id"]
     start = copy_resume_of(deployment, run_id, "copy")
     assert start and start["resumed"] is True and start["rows_copied_before"] > 0 and start["boundary"], start
-    log = shift_log(deployment.shift_api, mid)
+    log = deployment.shift_api.log_file(mid)
     assert f"resuming the copy after boundary {start['boundary']}" in log
     assert "that cannot be resumed from" not in log
 

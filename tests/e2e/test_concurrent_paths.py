@@ -12,7 +12,8 @@ import time
 import pytest
 
 from tests.support.airflow import task_states, xcoms
-from tests.support.e2e import claim_and_run, claim_only, spawn_migration_run, wait_for
+from tests.support.e2e import claim_and_run, claim_only, spawn_migration_run
+from tests.support.polling import wait_for
 from tests.support.mariadb import MariaDBServer
 from tests.support.shift_api import ShiftApiServer, shift_client
 from tests.support.tables import (

@@ -11,17 +11,10 @@ import threading
 
 import pytest
 
-from shift_provider.state_file import MigrationState
 from tests.support.airflow import task_states, xcoms
 from tests.support.e2e import claim_and_run, step_of
 from tests.support.shift_api import shift_client
-from tests.support.tables import (
-    BackgroundWriter,
-    columns_of,
-    create_sample_table,
-    tables_in,
-    triggers_on,
-)
+from tests.support.tables import BackgroundWriter, columns_of, create_sample_table, tables_in, triggers_on
 
 FINAL_INSERT = "INSERT INTO t (name, amount, created) VALUES ('final-insert', 7, '2021-01-01')"
 ROWS = 20000
@@ -78,16 +71,6 @@ def one_run(expected_step: str):
     return dag_run
 
 
-def state_of(api, mid: int) -> MigrationState:
-    response = api.request("GET", "migrations/get_file", params={"migration_id": mid, "file_type": 1})
-    return MigrationState.from_yaml(response.json().get("contents"), mid)
-
-
-def shift_log(api, mid: int) -> str:
-    response = api.request("GET", "migrations/get_file", params={"migration_id": mid, "file_type": 0})
-    return response.json().get("contents", "") if response.status_code == 200 else ""
-
-
 def final_inserts(primary, database: str) -> int:
     return primary.query(f"SELECT COUNT(*) FROM `{database}`.t WHERE name = 'final-insert'")[0][0]
 
@@ -124,14 +107,14 @@ def test_instant_alter_copies_nothing_and_applies_at_rename(e2e, primary, databa
             copy = copy_step(e2e, mid)
             detect = xcoms(prepare)["prepare.detect_instant_ddl"]
             assert detect["instant_ddl"] is True, detect
-            assert state_of(e2e, mid).instant_ddl is True
-            assert "this ALTER is instant on this server: no rows will be copied" in shift_log(e2e, mid)
+            assert e2e.state(mid).instant_ddl is True
+            assert "this ALTER is instant on this server: no rows will be copied" in e2e.log_file(mid)
 
             copied = xcoms(copy)["copy"]
             assert copied["copy_percentage"] == 100 and copied["copy_outcome"] == "instant", copied
             assert float(e2e.migration(mid)["copy_percentage"]) == 100
             assert "salary" not in columns_of(primary, database, "t")  # not live before the human's rename
-            assert "nothing to copy" in shift_log(e2e, mid)
+            assert "nothing to copy" in e2e.log_file(mid)
 
             human(e2e, "rename", str(mid))
             rename = one_run("rename")
@@ -147,9 +130,9 @@ def test_instant_alter_copies_nothing_and_applies_at_rename(e2e, primary, databa
         assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
         assert writer.operations > 50 and writer.missing_rows() == set(), writer.errors[-3:]
         assert final_inserts(primary, database) == 1
-        state = state_of(e2e, mid)
+        state = e2e.state(mid)
         assert state.copy_status == "instant" and "rename.instant_alter" in state.steps_done
-        assert "ALGORITHM=INSTANT applied" in shift_log(e2e, mid)
+        assert "ALGORITHM=INSTANT applied" in e2e.log_file(mid)
     finally:
         writer.stop()
 
@@ -217,7 +200,7 @@ def test_instant_refused_at_rename_falls_back_to_ptosc(e2e, primary, database):
     assert "salary" in columns_of(primary, database, "t")
     assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
     assert writer.missing_rows() == set() and final_inserts(primary, database) == 1
-    log = shift_log(e2e, mid)
+    log = e2e.log_file(mid)
     assert "refused ALGORITHM=INSTANT" in log and "falling back to pt-online-schema-change" in log
-    state = state_of(e2e, mid)
+    state = e2e.state(mid)
     assert state.instant_ddl is False and state.copy_status == "succeeded" and "rename.swap" in state.steps_done

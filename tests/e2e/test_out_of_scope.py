@@ -21,7 +21,7 @@ from tests.support.e2e import claim_and_run
 from tests.support.hostile import BrokenUpstream, RootServer, RunnerTrace, stage_raw
 from tests.support.mariadb import TEST_USER, MariaDBServer
 from tests.support.shift_api import shift_client
-from tests.support.tables import columns_of, content_checksum, create_sample_table, q, row_count, tables_in, \
+from tests.support.tables import columns_of, content_checksum, create_sample_table, q, tables_in, \
     triggers_on
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.airflow import task_states
 from tests.support.e2e import claim_and_run, claim_only, spawn_migration_run
-from tests.support.faults import wait_for
+from tests.support.polling import wait_for
 from tests.support.shift_api import shift_client
 from tests.support.tables import columns_of, content_checksum, create_sample_table, tables_in, triggers_on
 

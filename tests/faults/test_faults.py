@@ -15,10 +15,10 @@ from types import SimpleNamespace
 import pytest
 
 from shift_provider.codes import Status
-from shift_provider.state_file import MigrationState
 from tests.support.airflow import run_dag, task_states, xcoms
 from tests.support.e2e import WAITS, Dba, claim_and_run, spawn_migration_run
-from tests.support.faults import FaultProxy, kill_group, ptosc_processes, wait_for
+from tests.support.faults import FaultProxy, kill_group, ptosc_processes
+from tests.support.polling import wait_for
 from tests.support.mariadb import MariaDBServer
 from tests.support.tables import (
     BackgroundWriter,
@@ -45,22 +45,7 @@ def claimed_copy(api, database: str, **custom) -> dict:
     created = api.create(DDL, database=database, custom_options=custom,
                          final_insert="INSERT INTO audit (note) VALUES ('t altered')")
     api.drive_to_start(created["id"])
-    return claim(api, created["id"])
-
-
-def claim(api, migration_id: int) -> dict:
-    return api.claim(migration_id)
-
-
-def state_of(api, migration_id: int) -> MigrationState:
-    response = api.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 1})
-    return MigrationState.from_yaml(response.json().get("contents") if response.status_code == 200 else None,
-                                    migration_id)
-
-
-def shift_log(api, migration_id: int) -> str:
-    response = api.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 0})
-    return response.json()["contents"] if response.status_code == 200 else ""
+    return api.claim(created["id"])
 
 
 def copying(api, migration_id: int, above: float = 0):
@@ -83,11 +68,11 @@ def rename_and_check(api, server: MariaDBServer, database: str, migration_id: in
     writer.stop()
     original = columns_of(server, database, "t")
     assert api.human("rename", migration_id).status_code == 200
-    run = run_step(claim(api, migration_id))
+    run = run_step(api.claim(migration_id))
     assert task_states(run)["rename"] == "success", task_states(run)
     migration = api.migration(migration_id)
     assert migration["status"] == Status.COMPLETED, migration
-    state = state_of(api, migration_id)
+    state = api.state(migration_id)
     pending, old = state.retired_to.split(".", 1)
     assert pending == PENDING and old == state.old_table, state
     assert content_checksum(server, database, "t", original) == content_checksum(server, pending, old, original)
@@ -114,7 +99,7 @@ def resumed(run, api, migration_id: int) -> dict:
     """The copy of ``run`` resumed from the checkpoint (boundary, rows counted; see test_pause_cancel)."""
     from tests.operators.test_pause_cancel import resumed_from_checkpoint
 
-    return resumed_from_checkpoint(xcoms(run)[COPY_TASK], shift_log(api, migration_id), 40000)
+    return resumed_from_checkpoint(xcoms(run)[COPY_TASK], api.log_file(migration_id), 40000)
 
 
 def test_kill_9_of_the_copy_task_kills_ptosc_and_the_offered_copy_resumes(fault_env, shift_api, primary,
@@ -127,7 +112,7 @@ def test_kill_9_of_the_copy_task_kills_ptosc_and_the_offered_copy_resumes(fault_
     worker = spawn_migration_run(conf, tmp_path / "worker")
     try:
         wait_for(copying(shift_api, mid, above=30), 120, "the copy to pass 30%")
-        wait_for(lambda: state_of(shift_api, mid).checkpoint.get("resumable"), 30, "a checkpoint in shift")
+        wait_for(lambda: shift_api.state(mid).checkpoint.get("resumable"), 30, "a checkpoint in shift")
         ptosc = wait_for(lambda: ptosc_processes(worker.pid), 10, "pt-osc under the task")
         assert ptosc[0].pid == os.getpgid(ptosc[0].pid)  # its own group: the task's kill -9 does not reach it
     finally:
@@ -138,7 +123,7 @@ def test_kill_9_of_the_copy_task_kills_ptosc_and_the_offered_copy_resumes(fault_
     migration = shift_api.migration(mid)
     # Nothing could report: shift still shows the copy running on its (dead) host, and it is not completed.
     assert migration["status"] == Status.COPY_IN_PROGRESS and not migration["staged"] and migration["run_host"]
-    assert state_of(shift_api, mid).copy_status == "running"
+    assert shift_api.state(mid).copy_status == "running"
 
     # Airflow fails the lost task after its heartbeat timeout and runs the copy task's failure callback.
     from shift_provider.operators.copy import hand_back_lost_copy
@@ -148,12 +133,12 @@ def test_kill_9_of_the_copy_task_kills_ptosc_and_the_offered_copy_resumes(fault_
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"] and not migration["run_host"]
 
     # The checkpoint survived the hand-back: the sensor DAG claims it again and the copy resumes after it.
-    assert state_of(shift_api, mid).copy_status == "lost" and state_of(shift_api, mid).checkpoint["resumable"]
+    assert shift_api.state(mid).copy_status == "lost" and shift_api.state(mid).checkpoint["resumable"]
     runs = claim_and_run()
     assert [task_states(r)[COPY_TASK] for _, r in runs] == ["success"], runs
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
     resumed(runs[0][1], shift_api, mid)
-    assert state_of(shift_api, mid).copy_attempts == 2
+    assert shift_api.state(mid).copy_attempts == 2
     rename_and_check(shift_api, primary, database, mid, writer)
 
 
@@ -176,7 +161,7 @@ def test_pause_at_half_then_resume_through_the_migration_dag_continues_from_the_
 
     def resume_once_paused():
         paused["migration"] = shift_api.migration(mid)
-        paused["state"] = state_of(shift_api, mid)
+        paused["state"] = shift_api.state(mid)
         assert shift_api.human("resume", mid).status_code == 200
 
     with Dba(shift_api, mid, {Status.COPY_IN_PROGRESS: pause_at_half, Status.PAUSED: resume_once_paused}):
@@ -191,7 +176,7 @@ def test_pause_at_half_then_resume_through_the_migration_dag_continues_from_the_
     start = resumed(run, shift_api, mid)
     assert start["percentage"] >= 45
     assert start["boundary"] == paused["state"].checkpoint["upper"]
-    assert state_of(shift_api, mid).copy_attempts == 2
+    assert shift_api.state(mid).copy_attempts == 2
     rename_and_check(shift_api, primary, database, mid, writer)
 
 
@@ -244,7 +229,7 @@ def test_primary_restart_during_copy_errors_and_the_copy_resumes_from_its_checkp
 
     def restart_mid_copy():
         wait_for(copying(shift_api, mid, above=30), 120, "the copy to pass 30%")
-        wait_for(lambda: state_of(shift_api, mid).checkpoint.get("resumable"), 30, "a checkpoint in shift")
+        wait_for(lambda: shift_api.state(mid).checkpoint.get("resumable"), 30, "a checkpoint in shift")
         server.restart()
         restarted.set()
 
@@ -259,11 +244,11 @@ def test_primary_restart_during_copy_errors_and_the_copy_resumes_from_its_checkp
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.ERROR and migration["run_host"] is None, migration
     assert "pt-online-schema-change exited" in migration["error_message"]
-    assert state_of(shift_api, mid).copy_status == "failed"
+    assert shift_api.state(mid).copy_status == "failed"
     assert not [p for p in ptosc_processes() if f"P={server.port}" in " ".join(p.cmdline())]
 
     # A transient fault keeps the shadow table, the triggers and the checkpoint.
-    assert state_of(shift_api, mid).checkpoint["resumable"]
+    assert shift_api.state(mid).checkpoint["resumable"]
     # The DBA clears the failed copy task (it re-runs on the run's claim, as here): it resumes the migration in
     # shift (13 -> 3) with the current lock_version, claims it, and the copy goes on after the checkpoint.
     run = run_step(conf)
@@ -306,9 +291,9 @@ def test_api_outage_during_copy_is_ridden_out(fault_env, shift_api, proxy, prima
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.AWAITING_RENAME and migration["run_host"] is None, migration
     assert float(migration["copy_percentage"]) == 100
-    assert state_of(shift_api, mid).copy_status == "succeeded"
+    assert shift_api.state(mid).copy_status == "succeeded"
     local = (settings.migration_log_dir(mid) / "ptosc-output.log").read_text()
-    assert shift_log(shift_api, mid) == local  # every line shipped after the outage, none twice
+    assert shift_api.log_file(mid) == local  # every line shipped after the outage, none twice
     rename_and_check(shift_api, primary, database, mid, writer)
 
 
@@ -374,7 +359,7 @@ def test_kill_9_between_rename_substeps_then_retry_completes_once(fault_env, shi
     original = columns_of(primary, database, "t")
 
     assert shift_api.human("rename", mid).status_code == 200
-    rename_conf = claim(shift_api, mid)
+    rename_conf = shift_api.claim(mid)
     proxy.hold(f"rename.{substep}")
     worker = spawn_migration_run(rename_conf, tmp_path / "worker")
     try:
@@ -382,7 +367,7 @@ def test_kill_9_between_rename_substeps_then_retry_completes_once(fault_env, shi
     finally:
         kill_group(worker)
     proxy.release()
-    state = state_of(shift_api, mid)
+    state = shift_api.state(mid)
     assert f"rename.{substep}" not in state.steps_done and state.old_table
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.RENAME_IN_PROGRESS and not migration["staged"], migration
@@ -394,7 +379,7 @@ def test_kill_9_between_rename_substeps_then_retry_completes_once(fault_env, shi
     run = run_step(rename_conf)
     assert task_states(run)["rename"] == "success", task_states(run)
     assert shift_api.migration(mid)["status"] == Status.COMPLETED
-    state = state_of(shift_api, mid)
+    state = shift_api.state(mid)
     assert state.retired_to == f"{PENDING}.{state.old_table}"
     assert content_checksum(primary, database, "t", original) == content_checksum(primary, PENDING, state.old_table,
                                                                                   original)

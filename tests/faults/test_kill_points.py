@@ -34,7 +34,8 @@ from shift_provider import ptosc
 from shift_provider.codes import Status
 from tests.support.airflow import run_dag, task_states
 from tests.support.e2e import WAITS
-from tests.support.faults import FaultProxy, StepForker, ptosc_processes, wait_for
+from tests.support.faults import FaultProxy, StepForker, ptosc_processes
+from tests.support.polling import wait_for
 from tests.support.tables import columns_of, content_checksum, create_sample_table, q, tables_in, triggers_on
 
 SEED = int(os.environ.get("SHIFT_KILL_SEED") or random.SystemRandom().randrange(2**31))

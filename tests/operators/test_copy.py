@@ -10,16 +10,10 @@ from pathlib import Path
 import pytest
 
 from shift_provider.codes import Status
-from shift_provider.state_file import MigrationState
+from tests.support.polling import wait_for
 from tests.support.airflow import run_dag, task_states, xcoms, private_airflow_env
 from tests.support.load import RunningThreads
-from tests.support.tables import (
-    BackgroundWriter,
-    columns_of,
-    content_checksum,
-    create_sample_table,
-    triggers_on,
-)
+from tests.support.tables import BackgroundWriter, columns_of, content_checksum, create_sample_table, triggers_on
 
 COPY_DAG = "shift_test_copy"
 # Small fixed chunks with a pause between them: a few seconds of copy, several progress lines.
@@ -32,37 +26,11 @@ def start_copy(shift_api, database: str, table: str, ddl: str | None = None, **c
     migration = shift_api.create(ddl or f"ALTER TABLE {table} ADD COLUMN extra INT NOT NULL DEFAULT 7",
                                  database=database, custom_options=custom)
     shift_api.drive_to_start(migration["id"])
-    return claim(shift_api, migration["id"])
-
-
-def claim(shift_api, migration_id: int) -> dict:
-    return shift_api.claim(migration_id)
-
-
-def state_of(shift_api, migration_id: int) -> MigrationState:
-    response = shift_api.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 1})
-    return MigrationState.from_yaml(response.json().get("contents") if response.status_code == 200 else None,
-                                    migration_id)
-
-
-def shift_log(shift_api, migration_id: int) -> str:
-    response = shift_api.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 0})
-    return response.json()["contents"] if response.status_code == 200 else ""
+    return shift_api.claim(migration["id"])
 
 
 def local_log(settings, migration_id: int) -> str:
     return (Path(settings.log_dir) / f"id-{migration_id}" / "ptosc-output.log").read_text()
-
-
-def when(condition, timeout: float = 60, interval: float = 0.1):
-    """Poll until ``condition()`` is truthy; its value, or AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 class Background(threading.Thread):
@@ -117,7 +85,7 @@ def test_copy_under_writes_leaves_shadow_and_triggers_and_matches_after_swap(cop
     assert "extra" in columns_of(primary, database, f"_t_new_{conf['id']}")
     assert sorted(triggers_on(primary, database, "t")) == [f"pt_osc_{database}_t_{x}" for x in ("del", "ins", "upd")]
 
-    state = state_of(shift_api, conf["id"])
+    state = shift_api.state(conf["id"])
     assert state.copy_status == "succeeded" and state.new_table == f"_t_new_{conf['id']}"
     assert sorted(state.triggers) == sorted(triggers_on(primary, database, "t"))
     assert state.ptosc_version == "3.2.1" and "--execute" in state.ptosc_args
@@ -134,7 +102,7 @@ def test_copy_under_writes_leaves_shadow_and_triggers_and_matches_after_swap(cop
 
     log = local_log(settings, conf["id"])
     assert "Copying" in log and "Successfully altered" in log
-    assert shift_log(shift_api, conf["id"]) == log  # everything shipped, once
+    assert shift_api.log_file(conf["id"]) == log  # everything shipped, once
 
 
 def test_progress_reaches_xcom_and_shift_in_order(copy_env, shift_api, primary, database, capfd):
@@ -198,7 +166,7 @@ def test_stopped_replica_makes_ptosc_wait_and_says_why(airflow_home, shift_setti
 
     def release_replica():
         try:
-            reason = when(lambda: live_xcom("waiting_reason"), timeout=90, interval=0.3)
+            reason = wait_for(lambda: live_xcom("waiting_reason"), timeout=90, interval=0.3)
             time.sleep(2)  # pt-osc really waits: no progress while the replica is stopped
             return reason
         finally:  # never leave pt-osc waiting forever, even when the assertion fails
@@ -230,8 +198,8 @@ def test_low_max_threads_running_pauses_the_copy_under_load_instead_of_aborting_
 
     def release_load():
         try:
-            when(lambda: load.threads_running() > 50, timeout=30)
-            return when(lambda: next((r for r in [live_xcom("waiting_reason") or ""]
+            wait_for(lambda: load.threads_running() > 50, timeout=30)
+            return wait_for(lambda: next((r for r in [live_xcom("waiting_reason") or ""]
                                       if r.startswith("Pausing because Threads_running=")), None),
                         timeout=120, interval=0.3)
         finally:  # never leave the load (and pt-osc paused behind it) in place
@@ -264,8 +232,8 @@ def test_ptosc_failure_becomes_a_resumable_error_with_the_tools_message(copy_env
     assert migration["status"] == Status.ERROR and migration["run_host"] is None
     assert "pt-online-schema-change exited" in migration["error_message"]
     assert "PRIMARY KEY" in migration["error_message"] or "unique" in migration["error_message"].lower()
-    assert state_of(shift_api, conf["id"]).copy_status == "failed"
-    assert "PRIMARY" in shift_log(shift_api, conf["id"]) or "unique" in shift_log(shift_api, conf["id"]).lower()
+    assert shift_api.state(conf["id"]).copy_status == "failed"
+    assert "PRIMARY" in shift_api.log_file(conf["id"]) or "unique" in shift_api.log_file(conf["id"]).lower()
 
 
 def test_sigterm_kills_ptosc_and_offers_the_migration_back(copy_env, shift_api, primary, database, tmp_path):
@@ -284,13 +252,13 @@ def test_sigterm_kills_ptosc_and_offers_the_migration_back(copy_env, shift_api, 
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                env=private_airflow_env(tmp_path / "worker"))
     try:
-        when(copying(shift_api, mid), timeout=120)
-        ptosc_process = when(lambda: [p for p in psutil.Process(airflow.pid).children(recursive=True)
+        wait_for(copying(shift_api, mid), timeout=120)
+        ptosc_process = wait_for(lambda: [p for p in psutil.Process(airflow.pid).children(recursive=True)
                                       if "pt-online-schema-change" in " ".join(p.cmdline())], timeout=10)[0]
         psutil.Process(ptosc_process.ppid()).send_signal(signal.SIGTERM)  # what "mark failed" sends: on_kill
         gone, alive = psutil.wait_procs([ptosc_process], timeout=10)
         assert not alive
-        when(lambda: shift_api.migration(mid)["staged"], timeout=30)
+        wait_for(lambda: shift_api.migration(mid)["staged"], timeout=30)
         airflow.wait(timeout=60)
     finally:
         try:
@@ -301,5 +269,5 @@ def test_sigterm_kills_ptosc_and_offers_the_migration_back(copy_env, shift_api, 
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"]  # offered, not errored
     assert migration["run_host"] is None
-    assert state_of(shift_api, mid).copy_status == "killed"
-    assert "offering the migration back" in shift_log(shift_api, mid)
+    assert shift_api.state(mid).copy_status == "killed"
+    assert "offering the migration back" in shift_api.log_file(mid)

@@ -8,26 +8,17 @@ import shutil
 import stat
 
 from shift_provider.codes import Status
-from tests.operators.test_copy import (
-    COPY_DAG,
-    SLOW_COPY,
-    Background,
-    claim,
-    copying,
-    local_log,
-    start_copy,
-    state_of,
-    when,
-)
+from tests.operators.test_copy import COPY_DAG, SLOW_COPY, Background, copying, local_log, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
-from tests.operators.test_pause_cancel import ROWS, assert_swap_matches, resumed_from_checkpoint
+from tests.operators.test_pause_cancel import ROWS, assert_swap_matches
+from tests.support.polling import wait_for
 from tests.support.airflow import run_dag, task_states, xcoms
 from tests.support.tables import BackgroundWriter, create_sample_table, tables_in, triggers_on
 
 
 def stop_mid_copy(settings, shift_api, database: str, mid: int, conf: dict) -> None:
     """Run the copy until the stop file hands it back at ~30%, then take the stop file away."""
-    stopper = Background(lambda: (when(copying(shift_api, mid, above=30)), open(settings.stop_file_path, "w").close()))
+    stopper = Background(lambda: (wait_for(copying(shift_api, mid, above=30)), open(settings.stop_file_path, "w").close()))
     stopper.start()
     run = run_dag(COPY_DAG, conf)
     stopper.join_checked()
@@ -51,12 +42,12 @@ def test_triggers_dropped_by_hand_make_the_copy_restart_clean(copy_env, shift_ap
     mid = conf["id"]
     writer = BackgroundWriter(primary, database, "t").start()
     stop_mid_copy(copy_env, shift_api, database, mid, conf)
-    assert state_of(shift_api, mid).checkpoint["resumable"]
+    assert shift_api.state(mid).checkpoint["resumable"]
     # A DBA drops one of the copy's triggers: deletes no longer reach the shadow table.
     trigger = [name for name in triggers_on(primary, database, "t") if name.endswith("_del")][0]
     primary.execute(f"DROP TRIGGER `{database}`.`{trigger}`")
 
-    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    run = run_dag(COPY_DAG, shift_api.claim(mid))
     assert task_states(run) == {"copy": "success"}
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
     restarted_clean(xcoms(run)["copy"], local_log(copy_env, mid), "not this migration's three")
@@ -72,7 +63,7 @@ def test_table_altered_since_the_checkpoint_makes_the_copy_restart_clean(copy_en
     # Someone changes the original meanwhile: the shadow table (built from the old definition) would lose it.
     primary.execute(f"ALTER TABLE `{database}`.`t` ADD COLUMN note INT NULL DEFAULT 3")
 
-    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    run = run_dag(COPY_DAG, shift_api.claim(mid))
     assert task_states(run) == {"copy": "success"}
     restarted_clean(xcoms(run)["copy"], local_log(copy_env, mid), "changed since the copy started")
     assert "column `note` was added" in xcoms(run)["copy"]["copy_resume"]["reason"]
@@ -98,9 +89,9 @@ def test_a_pt_osc_that_cannot_checkpoint_copies_from_zero_and_says_so_once(airfl
     stop_mid_copy(settings, shift_api, database, mid, conf)
     first = local_log(settings, mid)
     assert first.count("this copy keeps no checkpoint: pt_osc_path") == 1
-    assert "--plugin" not in first and state_of(shift_api, mid).checkpoint == {}
+    assert "--plugin" not in first and shift_api.state(mid).checkpoint == {}
 
-    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    run = run_dag(COPY_DAG, shift_api.claim(mid))
     assert task_states(run) == {"copy": "success"}
     values = xcoms(run)["copy"]
     assert values["copy_resume"] == {"resumed": False, "reason": "no checkpoint was recorded"}
@@ -120,11 +111,11 @@ def test_a_chunk_key_the_checkpoint_cannot_hold_makes_the_copy_restart_clean(cop
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
     stop_mid_copy(copy_env, shift_api, database, mid, conf)
-    checkpoint = state_of(shift_api, mid).checkpoint
+    checkpoint = shift_api.state(mid).checkpoint
     assert checkpoint["resumable"] is False and "comma" in checkpoint["reason"] and checkpoint["upper"] == []
     assert local_log(copy_env, mid).count("shift checkpoint: no resumable checkpoint: the chunk key holds") == 1
 
-    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    run = run_dag(COPY_DAG, shift_api.claim(mid))
     assert task_states(run) == {"copy": "success"}
     values = xcoms(run)["copy"]
     restarted_clean(values, local_log(copy_env, mid), "the checkpoint is not resumable (the chunk key holds")

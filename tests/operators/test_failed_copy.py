@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from shift_provider.codes import Status
-from tests.operators.test_copy import COPY_DAG, local_log, shift_log, start_copy, state_of
+from tests.operators.test_copy import COPY_DAG, local_log, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
 from tests.support.airflow import run_dag, task_states
 from tests.support.tables import create_sample_table, triggers_on
@@ -40,8 +40,8 @@ def test_a_failed_copy_removes_its_triggers_and_says_why(copy_env, shift_api, pr
     assert "Not dropping" not in message and "DROP TABLE" not in message, message
     # pt-osc's "To drop the new table, execute: ..." / "Successfully altered" is not what happened.
     assert "not swapped yet: the rename step does that" in local_log(copy_env, conf["id"])
-    assert "triggers" in shift_log(shift_api, conf["id"])
-    assert state_of(shift_api, conf["id"]).triggers == []
+    assert "triggers" in shift_api.log_file(conf["id"])
+    assert shift_api.state(conf["id"]).triggers == []
 
 
 def test_duplicates_of_a_new_unique_key_refuse_the_copy_before_pt_osc(copy_env, shift_api, primary, database):

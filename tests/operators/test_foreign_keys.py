@@ -13,7 +13,6 @@ import MySQLdb
 import pytest
 
 from shift_provider.codes import Status
-from tests.operators.test_copy import state_of
 from tests.support.airflow import task_states, xcoms
 from tests.support.e2e import run_migration
 from tests.support.tables import columns_of, content_checksum, q, tables_in, triggers_on
@@ -67,7 +66,7 @@ def test_a_child_table_is_altered_with_its_constraint_names_and_retired_without_
                 "REFERENCES parent (id)"):
         original = columns_of(primary, database, "child")
         mid = run_through_the_dag(shift_api, database, ddl)
-        state = state_of(shift_api, mid)
+        state = shift_api.state(mid)
         where, old = state.retired_to.split(".", 1)
         assert where == pending and old == state.old_table, state
         retired.append(old)

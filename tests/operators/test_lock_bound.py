@@ -14,7 +14,7 @@ from typing import Any
 
 from shift_provider.bounded_ddl import ErrorKind, LockBound, classify
 from shift_provider.codes import Status
-from tests.operators.test_copy import COPY_DAG, claim, shift_log, start_copy
+from tests.operators.test_copy import COPY_DAG, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
 from tests.support.airflow import run_dag, task_states
 from tests.support.tables import BackgroundWriter, columns_of, create_sample_table, tables_in, triggers_on
@@ -84,7 +84,7 @@ def test_cancel_gives_up_within_the_bound_behind_a_reader_and_a_retry_finishes(c
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
     assert len(triggers_on(primary, database, "t")) == 3
     assert shift_api.human("cancel", mid).status_code == 200
-    cancel_conf = claim(shift_api, mid)
+    cancel_conf = shift_api.claim(mid)
 
     run, elapsed, writer = run_behind_a_reader(primary, database, "shift_test_cancel", cancel_conf)
     try:
@@ -96,7 +96,7 @@ def test_cancel_gives_up_within_the_bound_behind_a_reader_and_a_retry_finishes(c
         # Nothing changed; the migration is still canceled, the shift log says why.
         assert len(triggers_on(primary, database, "t")) == 3
         assert shift_api.migration(mid)["status"] == Status.CANCELED
-        assert "did not get its metadata lock in 3 attempt(s) of lock_wait_timeout=1s" in shift_log(shift_api, mid)
+        assert "did not get its metadata lock in 3 attempt(s) of lock_wait_timeout=1s" in shift_api.log_file(mid)
 
         # The reader ended: a retry of the same task finishes the cleanup.
         run = run_dag("shift_test_cancel", cancel_conf)
@@ -152,7 +152,7 @@ def test_resumed_copy_cleanup_gives_up_within_the_bound_behind_a_reader_and_a_re
         assert "did not get its metadata lock" in migration_now["error_message"]
         # The reader ended: a human resumes, the copy cleans up and copies again.
         assert shift_api.human("resume", mid).status_code == 200
-        run = run_dag(COPY_DAG, claim(shift_api, mid))
+        run = run_dag(COPY_DAG, shift_api.claim(mid))
         assert task_states(run) == {"copy": "success"}
         assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
     finally:
@@ -167,7 +167,7 @@ def test_short_run_alter_gives_up_within_the_bound_behind_a_reader_and_a_retry_f
     create_sample_table(primary, database, "t", 500)
     created = shift_api.create("ALTER TABLE t ADD COLUMN short_run INT NULL", database=database)
     shift_api.drive_to_start(created["id"], runtype="short")
-    mid, conf = created["id"], claim(shift_api, created["id"])
+    mid, conf = created["id"], shift_api.claim(created["id"])
 
     run, elapsed, writer = run_behind_a_reader(primary, database, "shift_test_run_ddl", conf)
     try:
@@ -178,7 +178,7 @@ def test_short_run_alter_gives_up_within_the_bound_behind_a_reader_and_a_retry_f
         # Nothing changed; the migration is still at copy in progress, the shift log says why.
         assert "short_run" not in columns_of(primary, database, "t")
         assert shift_api.migration(mid)["status"] == Status.COPY_IN_PROGRESS
-        assert "did not get its metadata lock in 3 attempt(s) of lock_wait_timeout=1s" in shift_log(shift_api, mid)
+        assert "did not get its metadata lock in 3 attempt(s) of lock_wait_timeout=1s" in shift_api.log_file(mid)
 
         # The reader ended: a retry of the same task (a clear in Airflow) runs the ALTER and completes.
         run = run_dag("shift_test_run_ddl", conf)

@@ -10,18 +10,9 @@ import subprocess
 import psutil
 
 from shift_provider.codes import Status
-from tests.operators.test_copy import (
-    COPY_DAG,
-    Background,
-    claim,
-    copying,
-    local_log,
-    shift_log,
-    start_copy,
-    state_of,
-    when,
-)
+from tests.operators.test_copy import COPY_DAG, Background, copying, local_log, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
+from tests.support.polling import wait_for
 from tests.support.airflow import run_dag, task_states, xcoms, private_airflow_env
 from tests.support.tables import (
     BackgroundWriter,
@@ -127,16 +118,16 @@ def test_pause_mid_copy_then_resume_continues_from_the_checkpoint(copy_env, shif
     seen: dict = {}
 
     def pause_then_resume():
-        when(copying(shift_api, mid, above=45))
+        wait_for(copying(shift_api, mid, above=45))
         assert shift_api.human("pause", mid).status_code == 200
-        when(lambda: shift_api.migration(mid)["status"] == Status.PAUSED, timeout=60)
+        wait_for(lambda: shift_api.migration(mid)["status"] == Status.PAUSED, timeout=60)
         # Not green while paused: deferred (dag.test() runs the trigger inline and may show it queued).
-        seen["task_state"] = when(lambda: copy_ti_state() in ("deferred", "queued") and copy_ti_state(), timeout=30)
+        seen["task_state"] = wait_for(lambda: copy_ti_state() in ("deferred", "queued") and copy_ti_state(), timeout=30)
         seen["migration"] = shift_api.migration(mid)
         for key in ("copy_outcome", "progress_line", "eta_seconds", "waiting_reason", "copy_percentage",
                     "rows_copied_this_run"):
             seen[key] = live_xcom("copy", key)
-        seen["state"] = state_of(shift_api, mid)
+        seen["state"] = shift_api.state(mid)
         seen["ptosc"] = [p for p in psutil.process_iter(["cmdline"]) if f"D={database}" in " ".join(p.info["cmdline"] or [])]
         seen["percentages"] = PinnedPercentages(shift_api, mid).start()
         return shift_api.human("resume", mid)
@@ -188,8 +179,8 @@ def test_pause_mid_copy_then_resume_continues_from_the_checkpoint(copy_env, shif
     assert float(shift_api.migration(mid)["copy_percentage"]) == 100
     log = local_log(copy_env, mid)
     assert "has triggers" not in log
-    assert state_of(shift_api, mid).copy_attempts == 2
-    assert shift_log(shift_api, mid) == log
+    assert shift_api.state(mid).copy_attempts == 2
+    assert shift_api.log_file(mid) == log
     assert_swap_matches(primary, database, "t", writer, mid)
 
 
@@ -197,7 +188,7 @@ def test_cancel_mid_copy_removes_triggers_and_shadow_table(copy_env, shift_api, 
     create_sample_table(primary, database, "t", ROWS)
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
-    canceler = Background(lambda: (when(copying(shift_api, mid)), shift_api.human("cancel", mid))[1])
+    canceler = Background(lambda: (wait_for(copying(shift_api, mid)), shift_api.human("cancel", mid))[1])
     canceler.start()
     run = run_dag(COPY_DAG, conf)
     assert canceler.join_checked().status_code == 200
@@ -222,14 +213,14 @@ def test_pause_and_cancel_without_a_running_copy(copy_env, shift_api, primary, d
     paused = shift_api.create("ALTER TABLE t ADD COLUMN extra INT", database=database)
     shift_api.drive_to_start(paused["id"])
     assert shift_api.human("pause", paused["id"]).status_code == 200
-    run = run_dag("shift_test_pause", claim(shift_api, paused["id"]))
+    run = run_dag("shift_test_pause", shift_api.claim(paused["id"]))
     assert task_states(run) == {"pause": "success"}
     assert shift_api.migration(paused["id"])["status"] == Status.PAUSED
 
     canceled = shift_api.create("ALTER TABLE t ADD COLUMN extra INT", database=database)
     shift_api.drive_to_start(canceled["id"])
     assert shift_api.human("cancel", canceled["id"]).status_code == 200
-    run = run_dag("shift_test_cancel", claim(shift_api, canceled["id"]))
+    run = run_dag("shift_test_cancel", shift_api.claim(canceled["id"]))
     assert task_states(run) == {"cancel": "success"}
     assert tables_in(primary, database) == ["t"] and triggers_on(primary, database) == []
 
@@ -239,7 +230,7 @@ def test_stop_file_stops_the_copy_offers_it_back_and_the_next_copy_resumes(copy_
     conf = start_copy(shift_api, database, "t")
     mid = conf["id"]
     writer = BackgroundWriter(primary, database, "t").start()
-    stopper = Background(lambda: (when(copying(shift_api, mid, above=30)), open(copy_env.stop_file_path, "w").close()))
+    stopper = Background(lambda: (wait_for(copying(shift_api, mid, above=30)), open(copy_env.stop_file_path, "w").close()))
     stopper.start()
     run = run_dag(COPY_DAG, conf)
     stopper.join_checked()
@@ -247,12 +238,12 @@ def test_stop_file_stops_the_copy_offers_it_back_and_the_next_copy_resumes(copy_
     assert xcoms(run)["copy"]["copy_outcome"] == "stopped:stop_file"
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"] and migration["run_host"] is None
-    assert "offered back" in shift_log(shift_api, mid)
-    assert state_of(shift_api, mid).checkpoint["resumable"]
+    assert "offered back" in shift_api.log_file(mid)
+    assert shift_api.state(mid).checkpoint["resumable"]
 
     # The stop file goes; the runner claims the offered migration and resumes after the checkpoint.
     os.remove(copy_env.stop_file_path)
-    run = run_dag(COPY_DAG, claim(shift_api, mid))
+    run = run_dag(COPY_DAG, shift_api.claim(mid))
     assert task_states(run) == {"copy": "success"}
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
     resumed_from_checkpoint(xcoms(run)["copy"], local_log(copy_env, mid), ROWS)
@@ -269,14 +260,14 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
                                start_new_session=True, env=private_airflow_env(tmp_path / "worker"))
     try:
         # Past the first state syncs: shift's state file holds a checkpoint to resume from.
-        when(copying(shift_api, mid, above=30), timeout=120)
-        when(lambda: state_of(shift_api, mid).checkpoint.get("resumable"), timeout=30)
+        wait_for(copying(shift_api, mid, above=30), timeout=120)
+        wait_for(lambda: shift_api.state(mid).checkpoint.get("resumable"), timeout=30)
 
         def ptosc_processes():
             return [p for p in psutil.Process(airflow.pid).children(recursive=True)
                     if "pt-online-schema-change" in " ".join(p.cmdline())]
 
-        ptosc = when(ptosc_processes, timeout=10)[0]
+        ptosc = wait_for(ptosc_processes, timeout=10)[0]
         task_process = psutil.Process(ptosc.ppid())
         assert ptosc.pid == os.getpgid(ptosc.pid)  # its own process group
         task_process.send_signal(signal.SIGKILL)  # on_kill cannot run
@@ -290,11 +281,11 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
         airflow.wait(timeout=30)
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["run_host"]  # still pinned: it died
-    assert state_of(shift_api, mid).copy_status == "running"
+    assert shift_api.state(mid).copy_status == "running"
 
     # The runner runs the copy again (Airflow's retry, or a re-claim): it resumes from the checkpoint
     # the dead task last synced to shift's state file.
-    assert state_of(shift_api, mid).checkpoint["resumable"]
+    assert shift_api.state(mid).checkpoint["resumable"]
     run = run_dag(COPY_DAG, conf)
     assert task_states(run) == {"copy": "success"}
     assert shift_api.migration(mid)["status"] == Status.AWAITING_RENAME
@@ -332,10 +323,10 @@ def test_a_copy_in_another_process_pauses_itself_and_waits(copy_env, shift_api, 
                                 json.dumps(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True, env=private_airflow_env(tmp_path / "worker"))
     try:
-        when(copying(shift_api, mid), timeout=120)
+        wait_for(copying(shift_api, mid), timeout=120)
         assert shift_api.migration(mid)["run_host"]  # the copy holds it
         assert shift_api.human("pause", mid).status_code == 200
-        when(lambda: shift_api.migration(mid)["status"] == Status.PAUSED, timeout=60)
+        wait_for(lambda: shift_api.migration(mid)["status"] == Status.PAUSED, timeout=60)
         assert airflow.poll() is None  # the task waits (deferred) for a resume or cancel, it did not end
     finally:
         try:
@@ -345,5 +336,5 @@ def test_a_copy_in_another_process_pauses_itself_and_waits(copy_env, shift_api, 
         airflow.wait(timeout=30)
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.PAUSED and migration["run_host"] is None
-    assert state_of(shift_api, mid).copy_status == "stopped"
+    assert shift_api.state(mid).copy_status == "stopped"
     assert triggers_on(primary, database, "t") and f"_t_new_{mid}" in tables_in(primary, database)

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import polling
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
 AIRFLOW = str(BIN / "airflow")
@@ -56,20 +58,12 @@ def worker_hostname() -> str:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
-    """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
+    """``polling.wait_for`` that runs the started deployment's crash checks before every poll."""
+    def health() -> None:
         for check in list(_HEALTH_CHECKS):
             check()
-        try:
-            value = predicate()
-        except Exception as exc:  # a component still starting: ask again
-            last_exc, value = exc, None
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+    return polling.wait_for(predicate, timeout, what, interval, before_each=health, retry_errors=True)
 
 
 @dataclass

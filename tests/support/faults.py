@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import psutil
 
 from tests.support.mariadb import free_port
+from tests.support.polling import wait_for
 
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
@@ -167,17 +168,6 @@ class FaultProxy:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll until ``predicate()`` is truthy; its value, or AssertionError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def ptosc_processes(root_pid: int | None = None) -> list[psutil.Process]:
