@@ -227,7 +227,7 @@ class Bench:
         hook = ShiftClusterHook(migration, settings)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with hook.defaults_file() as defaults:
-            command = ptosc.build_command(migration, settings, defaults, ptosc.Mode.EXECUTE,
+            command = ptosc.build_command(migration, settings, defaults, ptosc.Execution.EXECUTE,
                                           progress_interval=settings.progress_interval)
             self.last_shadow = command.new_table
             started = time.monotonic()
@@ -256,7 +256,7 @@ class Bench:
         checkpoint_path.unlink(missing_ok=True)
         killed_at = None
         with ShiftClusterHook(migration, settings).defaults_file() as defaults:
-            command = ptosc.build_command(migration, settings, defaults, ptosc.Mode.EXECUTE, progress_interval=1,
+            command = ptosc.build_command(migration, settings, defaults, ptosc.Execution.EXECUTE, progress_interval=1,
                                           extra_args=ptosc_checkpoint.plugin_args())
             started = time.monotonic()
             child = ChildProcess(command.argv, env=ptosc_checkpoint.environment(checkpoint_path, resume_path)).start()

@@ -41,7 +41,7 @@ def test_execute_command_stops_before_the_swap_with_credentials_only_in_the_defa
     settings = Settings(mysql_password=PASSWORD, pt_osc_path="/usr/bin/pt-online-schema-change",
                         ptosc_extra_args=["--chunk-size=500"])
     defaults = tmp_path / "client.cnf"
-    command = ptosc.build_command(migration(), settings, defaults, ptosc.Mode.EXECUTE, progress_interval=3)
+    command = ptosc.build_command(migration(), settings, defaults, ptosc.Execution.EXECUTE, progress_interval=3)
     argv = command.argv
     assert argv[0] == settings.pt_osc_path and argv[1] == f"--defaults-file={defaults}"
     for flag in ("--execute", "--no-swap-tables", "--no-drop-new-table", "--no-drop-triggers",
@@ -53,7 +53,7 @@ def test_execute_command_stops_before_the_swap_with_credentials_only_in_the_defa
     assert argv[-1] == f"F={defaults},h=db1.example,P=3306,D=app,t=orders"
     assert command.new_table == "_orders_new_7"
     assert not any(PASSWORD in arg for arg in argv)
-    dry = ptosc.build_command(migration(), settings, defaults, ptosc.Mode.DRY_RUN).argv
+    dry = ptosc.build_command(migration(), settings, defaults, ptosc.Execution.DRY_RUN).argv
     assert "--dry-run" in dry and "--execute" not in dry and "--no-swap-tables" not in dry
 
 
@@ -67,7 +67,7 @@ def test_max_load_is_always_below_critical_load(tmp_path, option, max_load, crit
     assert (limits.max_load, limits.critical_load) == (max_load, critical)
     assert limits.max_load < limits.critical_load
     command = ptosc.build_command(migration(custom_options=f'{{"max_threads_running": "{option}"}}'), Settings(),
-                                  tmp_path / "client.cnf", ptosc.Mode.EXECUTE)
+                                  tmp_path / "client.cnf", ptosc.Execution.EXECUTE)
     assert ptosc.received_limits(command.argv) == {"max-load": f"Threads_running={max_load}",
                                                    "critical-load": f"Threads_running={critical}",
                                                    "max-lag": "1"}
@@ -141,10 +141,10 @@ def test_nocheckalter_is_honoured_by_the_dry_run_and_unique_keys_are_checked_by_
     def argv(runtype, mode):
         return ptosc.build_command(migration(runtype=runtype), settings, tmp_path / "c.cnf", mode).argv
 
-    assert "--nocheck-alter" in argv(4, ptosc.Mode.DRY_RUN) and "--nocheck-alter" in argv(4, ptosc.Mode.EXECUTE)
-    assert "--nocheck-alter" in argv(5, ptosc.Mode.DRY_RUN)  # "maybe nocheckalter": prepare tries it that way
-    assert "--nocheck-alter" not in argv(5, ptosc.Mode.EXECUTE) and "--nocheck-alter" not in argv(1, ptosc.Mode.DRY_RUN)
-    assert "--no-check-unique-key-change" in argv(1, ptosc.Mode.EXECUTE)
+    assert "--nocheck-alter" in argv(4, ptosc.Execution.DRY_RUN) and "--nocheck-alter" in argv(4, ptosc.Execution.EXECUTE)
+    assert "--nocheck-alter" in argv(5, ptosc.Execution.DRY_RUN)  # "maybe nocheckalter": prepare tries it that way
+    assert "--nocheck-alter" not in argv(5, ptosc.Execution.EXECUTE) and "--nocheck-alter" not in argv(1, ptosc.Execution.DRY_RUN)
+    assert "--no-check-unique-key-change" in argv(1, ptosc.Execution.EXECUTE)
 
 
 # -- the child process group ---------------------------------------------------------------------

@@ -90,16 +90,24 @@ def classify(exc: BaseException) -> ErrorKind:
 
 
 @contextlib.contextmanager
-def session(hook, bound: LockBound, log=None) -> Iterator:
-    """A cursor on a fresh autocommit connection whose every statement waits at most ``bound.timeout``."""
+def connection(hook, bound: LockBound, log=None) -> Iterator:
+    """(connection, cursor): a fresh autocommit connection whose every statement waits at most ``bound.timeout``
+    for a lock; the connection for a caller that also opens transactions on it (rolled-back trials)."""
     conn = hook.get_conn()
     try:
         conn.autocommit(True)
         with conn.cursor() as cur:
             statement_log.execute(cur, "SET SESSION lock_wait_timeout = %s", (bound.timeout,), log=log or _LOG)
-            yield cur
+            yield conn, cur
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def session(hook, bound: LockBound, log=None) -> Iterator:
+    """A cursor on a fresh autocommit connection whose every statement waits at most ``bound.timeout``."""
+    with connection(hook, bound, log) as (_, cur):
+        yield cur
 
 
 def execute(cur, statement: str, bound: LockBound, what: str, log=None, unchanged: str = "nothing changed") -> int:

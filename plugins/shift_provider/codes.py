@@ -42,6 +42,10 @@ class Mode(IntEnum):
     VIEW = 1
 
 
+# information_schema.TABLES.TABLE_TYPE of what each mode's DDL creates or changes.
+TABLE_TYPES = {Mode.TABLE: "BASE TABLE", Mode.VIEW: "VIEW"}
+
+
 class Action(IntEnum):
     CREATE = 0
     DROP = 1

@@ -138,7 +138,7 @@ class CopyRun:
             unique_keys.check(self.hook, m, ptosc.alter_clause(m), self.log, "before the copy")
             plugin = [] if self._cannot_checkpoint else ptosc_checkpoint.plugin_args()
             with self.hook.defaults_file() as defaults_file:
-                command = ptosc.build_command(m, self.settings, defaults_file, ptosc.Mode.EXECUTE,
+                command = ptosc.build_command(m, self.settings, defaults_file, ptosc.Execution.EXECUTE,
                                               progress_interval=self.settings.progress_interval, extra_args=plugin)
                 self.record_start(command, resuming)
                 result = self.run_ptosc(command)

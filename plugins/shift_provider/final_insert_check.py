@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from shift_provider import bounded_ddl
+from shift_provider.bounded_ddl import LockBound
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.final_insert import BOOKKEEPING_DB, check_shape
 from shift_provider.models import Migration
@@ -93,7 +95,7 @@ def _transactional_without_triggers(cur, database: str, table: str, temporary: b
     return True, str(row[1])
 
 
-def check(hook, migration: Migration, sql: str, alter_clause: str | None, lock_wait_timeout: int) -> str:
+def check(hook, migration: Migration, sql: str, alter_clause: str | None, bound: LockBound) -> str:
     """Check the final insert without changing any data; a one-line account for the log.
 
     ``alter_clause``: the migration's ALTER, applied to an empty copy when the insert
@@ -108,26 +110,20 @@ def check(hook, migration: Migration, sql: str, alter_clause: str | None, lock_w
     database = database or migration.database
     own_table = alter_clause is not None and (database, table) == (migration.database, migration.table)
     scratch = scratch_table(migration)
-    conn = hook.get_conn()
-    try:
-        conn.autocommit(True)
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION lock_wait_timeout = %s", (int(lock_wait_timeout),))
-            if not own_table:
-                return _check_against(conn, cur, text, database, table, f"`{database}`.`{table}`")
-            temporary = _create_copy(cur, migration, scratch)
-            try:
-                _alter_copy(cur, migration, scratch, alter_clause)
-                done = _check_against(conn, cur, text[:start] + qualified(BOOKKEEPING_DB, scratch) + text[end:],
-                                      BOOKKEEPING_DB, scratch, f"an empty copy of `{migration.database}`."
-                                      f"`{migration.table}` with the ALTER applied (`{BOOKKEEPING_DB}`.`{scratch}`)",
-                                      temporary=temporary)
-                return done + _duplicates_now(conn, cur, text, database, table)
-            finally:
-                kind = "TEMPORARY TABLE" if temporary else "TABLE"
-                cur.execute(f"DROP {kind} IF EXISTS {qualified(BOOKKEEPING_DB, scratch)}")
-    finally:
-        conn.close()
+    with bounded_ddl.connection(hook, bound) as (conn, cur):
+        if not own_table:
+            return _check_against(conn, cur, text, database, table, f"`{database}`.`{table}`")
+        temporary = _create_copy(cur, migration, scratch)
+        try:
+            _alter_copy(cur, migration, scratch, alter_clause)
+            done = _check_against(conn, cur, text[:start] + qualified(BOOKKEEPING_DB, scratch) + text[end:],
+                                  BOOKKEEPING_DB, scratch, f"an empty copy of `{migration.database}`."
+                                  f"`{migration.table}` with the ALTER applied (`{BOOKKEEPING_DB}`.`{scratch}`)",
+                                  temporary=temporary)
+            return done + _duplicates_now(conn, cur, text, database, table)
+        finally:
+            kind = "TEMPORARY TABLE" if temporary else "TABLE"
+            cur.execute(f"DROP {kind} IF EXISTS {qualified(BOOKKEEPING_DB, scratch)}")
 
 
 def _prepare(cur, text: str) -> None:

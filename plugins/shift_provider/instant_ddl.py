@@ -51,7 +51,7 @@ NOT_INSTANT_ERRORS = frozenset({ER_ALTER_OPERATION_NOT_SUPPORTED, ER_ALTER_OPERA
 XCOM_INSTANT = "instant_ddl"  # prepare: the verdict (bool)
 XCOM_REASON = "instant_ddl_reason"  # prepare: why, in words
 XCOM_SECONDS = "instant_ddl_seconds"  # rename: the ALTER's own duration
-XCOM_OUTCOME = "instant_ddl_outcome"  # rename: applied | already_applied | fell_back
+XCOM_INSTANT_OUTCOME = "instant_ddl_outcome"  # rename: applied | already_applied | fell_back
 COPY_STATUS = "instant"  # the state file's copy_status when the copy step copied nothing
 SUBSTEP = "instant_alter"  # recorded by the rename as rename.instant_alter
 FALLBACK_STEP = "rename.instant_fallback"
@@ -337,7 +337,7 @@ class InstantRename:
                 raise MigrationStepError(f"after the instant ALTER, `{m.database}`.`{m.table}` does not have the "
                                          "new schema: " + "; ".join(problems) + "; a human must look")
             self.op.mark_done(SUBSTEP, state)
-        self.ti.xcom_push(key=XCOM_OUTCOME, value=outcome)
+        self.ti.xcom_push(key=XCOM_INSTANT_OUTCOME, value=outcome)
         if seconds is not None:
             self.ti.xcom_push(key=XCOM_SECONDS, value=round(seconds, 6))
         return {"instant_ddl": True, "outcome": outcome, "instant_ddl_seconds": seconds}
@@ -348,7 +348,7 @@ class InstantRename:
         state.instant_ddl = False
         state.mark(FALLBACK_STEP)
         save_state(self.op.api, state)
-        self.ti.xcom_push(key=XCOM_OUTCOME, value="fell_back")
+        self.ti.xcom_push(key=XCOM_INSTANT_OUTCOME, value="fell_back")
         _tell_shift(self.op, m.id, f"rename: {why}; falling back to pt-online-schema-change: it copies the rows "
                                    "now, in the rename task, then the verified swap runs as for any pt-osc ALTER")
         result = InlineCopyRun(self.op, self.context, m).run()

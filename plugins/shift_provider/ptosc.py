@@ -55,7 +55,9 @@ TRIES = "create_triggers:200:1,copy_rows:10000:1"
 SET_VARS = "wait_timeout=600,lock_wait_timeout=1"
 
 
-class Mode(str, Enum):
+class Execution(str, Enum):
+    """How pt-osc runs: ``--dry-run`` (prepare) or ``--execute`` (the copy). Not shift's Mode (table/view)."""
+
     DRY_RUN = "dry-run"
     EXECUTE = "execute"
 
@@ -174,7 +176,7 @@ def dsn(migration: Migration, defaults_file: Path) -> str:
     return f"F={defaults_file},h={migration.host},P={migration.port},D={migration.database},t={migration.table}"
 
 
-def build_command(migration: Migration, settings: Settings, defaults_file: Path, mode: Mode,
+def build_command(migration: Migration, settings: Settings, defaults_file: Path, mode: Execution,
                   progress_interval: int = 5, extra_args: list[str] | None = None) -> Command:
     """The argv for a dry run or for the copy that stops before the swap."""
     options = migration.custom_options
@@ -200,10 +202,10 @@ def build_command(migration: Migration, settings: Settings, defaults_file: Path,
     if options.recursion_method:
         argv.append(f"--recursion-method={options.recursion_method}")
     # A migration filed as "maybe nocheckalter" is dry-run that way at prepare, before a human decides.
-    if migration.runtype == RunType.NOCHECKALTER or (mode == Mode.DRY_RUN
+    if migration.runtype == RunType.NOCHECKALTER or (mode == Execution.DRY_RUN
                                                      and migration.runtype == RunType.MAYBE_NOCHECKALTER):
         argv.append("--nocheck-alter")
-    if mode == Mode.DRY_RUN:
+    if mode == Execution.DRY_RUN:
         argv.append("--dry-run")
     else:
         argv += [
@@ -218,7 +220,7 @@ def build_command(migration: Migration, settings: Settings, defaults_file: Path,
 def check_runnable(migration: Migration, settings: Settings) -> None:
     """Raise now what ``build_command`` would refuse (DSN values, config_path, the ALTER clause), so a
     migration pt-osc can never run is refused before any SQL reaches the server."""
-    build_command(migration, settings, Path("defaults.cnf"), Mode.DRY_RUN)
+    build_command(migration, settings, Path("defaults.cnf"), Execution.DRY_RUN)
 
 
 def version(pt_osc_path: str) -> str:

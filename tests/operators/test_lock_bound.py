@@ -137,7 +137,7 @@ def test_resumed_copy_cleanup_gives_up_within_the_bound_behind_a_reader_and_a_re
     migration = Migration.from_payload(conf)
     hook = ShiftClusterHook(migration, settings)
     with hook.defaults_file() as defaults:
-        command = ptosc_module.build_command(migration, settings, defaults, ptosc_module.Mode.EXECUTE)
+        command = ptosc_module.build_command(migration, settings, defaults, ptosc_module.Execution.EXECUTE)
         assert subprocess.run(command.argv, capture_output=True, timeout=120).returncode == 0
     assert len(triggers_on(primary, database, "t")) == 3
 

@@ -85,7 +85,7 @@ class Env:
         migration = Migration.from_payload(payload)
         hook = ShiftClusterHook(migration, self.settings)
         with hook.defaults_file() as defaults:
-            command = ptosc.build_command(migration, self.settings, defaults, ptosc.Mode.EXECUTE)
+            command = ptosc.build_command(migration, self.settings, defaults, ptosc.Execution.EXECUTE)
             done = subprocess.run(command.argv, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         if write_state:

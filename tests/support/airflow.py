@@ -7,6 +7,7 @@ The DAGs come from the configured DAGs folder (set up in conftest), because
 from __future__ import annotations
 
 import os
+import sys
 import time
 from functools import lru_cache
 from typing import Any
@@ -17,25 +18,29 @@ from typing import Any
 # what does not apply, spent most of its time there. Its loop polls the metadata DB,
 # so asking again after a short pause changes nothing but the wait.
 DAG_TEST_IDLE_SECONDS = 0.05
+_real_sleep = time.sleep
 
 
-class _ShortIdle:
-    """``time`` for airflow.sdk.definitions.dag: its idle sleeps capped at ``DAG_TEST_IDLE_SECONDS``."""
+def _sleep(seconds: float) -> None:
+    """``time.sleep``, except that a sleep called from dag.test()'s own loop is capped."""
+    if seconds > DAG_TEST_IDLE_SECONDS and sys._getframe(1).f_code is _dag_test_code():
+        seconds = DAG_TEST_IDLE_SECONDS
+    _real_sleep(seconds)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
 
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(min(seconds, DAG_TEST_IDLE_SECONDS))
+@lru_cache(maxsize=1)
+def _dag_test_code():
+    from airflow.sdk.definitions.dag import DAG
+
+    return DAG.test.__code__
 
 
 def shorten_dag_test_idle() -> None:
-    """Cap dag.test()'s idle wait in this process (idempotent; only that module's ``time`` is replaced)."""
-    import airflow.sdk.definitions.dag as dag_module
-
-    if not isinstance(dag_module.time, _ShortIdle):
-        dag_module.time = _ShortIdle()
+    """Cap dag.test()'s idle wait in this process (idempotent). dag.test() imports ``time`` inside the
+    function, so ``time.sleep`` itself is wrapped; every other caller sleeps exactly as asked."""
+    if time.sleep is not _sleep:
+        _dag_test_code()
+        time.sleep = _sleep
 
 
 @lru_cache(maxsize=1)

@@ -9,25 +9,22 @@ object and drops it again.
 
 from __future__ import annotations
 
-import os
 import shlex
-import signal
-import subprocess
-import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from shift_provider import (admission, bounded_ddl, final_insert_check, foreign_keys, instant_ddl, leftovers, ptosc,
                             schema_ops, trigger_safety, unique_keys)
 from shift_provider.bounded_ddl import LockBound
-from shift_provider.codes import Action, Mode, Status
+from shift_provider.codes import TABLE_TYPES, Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.final_insert import check_shape
 from shift_provider.models import Migration
 from shift_provider.operators.base import ShiftMigrationOperator
+from shift_provider.ptosc_process import ChildProcess
 from shift_provider.sql import ParsedDDL, parse_ddl, qualified
 
-_OBJECT_TYPES = {Mode.TABLE: "BASE TABLE", Mode.VIEW: "VIEW"}
 
 
 def checked_ddl(migration: Migration) -> ParsedDDL:
@@ -111,8 +108,7 @@ class ValidateFinalInsertOperator(PrepareStep):
                           describe(migration))
             return
         clause = parsed.alter_clause if parsed.action == Action.ALTER else None
-        self.log.info("%s", final_insert_check.check(hook, migration, sql, clause,
-                                                     self.settings.rename_lock_wait_timeout))
+        self.log.info("%s", final_insert_check.check(hook, migration, sql, clause, LockBound.of(self.settings)))
 
 
 class DryRunOperator(PrepareStep):
@@ -129,7 +125,7 @@ class DryRunOperator(PrepareStep):
         super().__init__(**kwargs)
         self.timeout = timeout
         self.extra_args = extra_args
-        self._process: subprocess.Popen | None = None
+        self._process: ChildProcess | None = None
 
     def run_step(self, context: Any, migration: Migration) -> None:
         require_preparing(migration)
@@ -173,13 +169,13 @@ class DryRunOperator(PrepareStep):
             raise MigrationStepError(f"ddl_statement fails on the database: {exc}") from None
         try:
             made = schema_ops.object_type(hook, migration.database, migration.table)
-            if made != _OBJECT_TYPES[migration.mode]:
+            if made != TABLE_TYPES[migration.mode]:
                 raise MigrationStepError(
                     f"ddl_statement did not create a {kind.lower()} named {describe(migration)} (found {made!r})"
                 )
             if migration.final_insert_sql:
                 self.log.info("%s", final_insert_check.check(hook, migration, migration.final_insert_sql, None,
-                                                             self.settings.rename_lock_wait_timeout))
+                                                             LockBound.of(self.settings)))
         finally:
             bounded_ddl.run(hook, [f"DROP {kind} IF EXISTS {qualified(migration.database, migration.table)}"],
                             bound, f"the drop of the validation {kind.lower()} {describe(migration)}", self.log)
@@ -191,7 +187,7 @@ class DryRunOperator(PrepareStep):
 
     def check_drop_target(self, migration: Migration) -> None:
         found = schema_ops.object_type(self.cluster(migration), migration.database, migration.table)
-        wanted = _OBJECT_TYPES[migration.mode]
+        wanted = TABLE_TYPES[migration.mode]
         if found is None:
             raise MigrationStepError(f"cannot drop {describe(migration)}: it does not exist")
         if found != wanted:
@@ -221,7 +217,7 @@ class DryRunOperator(PrepareStep):
         """The real pt-osc --dry-run; credentials in the 0600 defaults file, passed first."""
         hook = self.cluster(migration)
         with hook.defaults_file() as defaults:
-            command = ptosc.build_command(migration, self.settings, defaults, ptosc.Mode.DRY_RUN,
+            command = ptosc.build_command(migration, self.settings, defaults, ptosc.Execution.DRY_RUN,
                                           extra_args=list(self.extra_args or []))
             # After the options are validated (no query before that); pt-osc would only say "has
             # triggers": name the migration whose copy is in flight instead.
@@ -239,33 +235,25 @@ class DryRunOperator(PrepareStep):
         self.log.info("pt-osc dry run succeeded")
 
     def _run(self, argv: list[str]) -> tuple[int, list[str], list[str]]:
-        """Run pt-osc (argv, no shell), streaming both outputs into the task log; kill it on timeout."""
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                   text=True, bufsize=1, start_new_session=True)
+        """Run pt-osc as the copy does (``ChildProcess``: argv, own process group, dies with the task),
+        streaming both outputs into the task log; stop it on timeout."""
+        process = ChildProcess(argv).start()
         self._process = process
-        stdout: list[str] = []
-        stderr: list[str] = []
-
-        def pump(stream, lines: list[str], label: str) -> None:
-            for line in stream:
-                lines.append(line.rstrip("\n"))
-                self.log.info("pt-osc %s: %s", label, ptosc.own_timestamp(lines[-1])[1])  # Airflow stamps it
-
-        readers = [threading.Thread(target=pump, args=(process.stdout, stdout, "out"), daemon=True),
-                   threading.Thread(target=pump, args=(process.stderr, stderr, "err"), daemon=True)]
-        for reader in readers:
-            reader.start()
+        output: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        deadline = time.monotonic() + self.timeout
         try:
-            exit_code = process.wait(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            self._kill()
-            process.wait()
-            raise PtOscError(f"pt-online-schema-change --dry-run did not finish within {self.timeout:g}s") from None
+            for line in process.lines():
+                if line is not None:
+                    output[line.stream].append(line.text)
+                    label = "out" if line.stream == "stdout" else "err"
+                    self.log.info("pt-osc %s: %s", label, ptosc.own_timestamp(line.text)[1])  # Airflow stamps it
+                if time.monotonic() > deadline:
+                    process.stop()
+                    raise PtOscError(f"pt-online-schema-change --dry-run did not finish within {self.timeout:g}s")
+            exit_code = process.wait()
         finally:
-            for reader in readers:
-                reader.join(timeout=10)
             self._process = None
-        return exit_code, stdout, stderr
+        return exit_code, output["stdout"], output["stderr"]
 
     def _append_to_shift_log(self, migration: Migration, stdout: list[str], stderr: list[str],
                              exit_code: int) -> None:
@@ -282,16 +270,10 @@ class DryRunOperator(PrepareStep):
         except Exception as exc:
             self.log.warning("could not append to the shift log file: %s", exc)
 
-    def _kill(self) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
     def on_kill(self) -> None:
-        self._kill()
+        process = self._process
+        if process is not None:
+            process.stop()
 
 
 class DetectInstantDdlOperator(PrepareStep):

@@ -28,7 +28,7 @@ from typing import Any
 
 from shift_provider import bounded_ddl, leftovers, run_state, schema_ops
 from shift_provider.bounded_ddl import LockBound
-from shift_provider.codes import Action, Mode, Status
+from shift_provider.codes import TABLE_TYPES, Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.final_insert import run_once
 from shift_provider.models import Migration
@@ -43,7 +43,6 @@ DDL_DONE = "run_ddl:ddl"
 TRIGGERS_DROPPED = "run_ddl:triggers_dropped"
 FINAL_INSERT_DONE = "run_ddl:final_insert"
 SCHEMA_BEFORE = "run_ddl:schema_before="
-_OBJECT_TYPES = {Mode.TABLE: "BASE TABLE", Mode.VIEW: "VIEW"}
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
 
 
@@ -125,7 +124,7 @@ class RunDdlOperator(ShiftMigrationOperator):
     # --- CREATE -------------------------------------------------------------
 
     def create(self, hook, migration: Migration, state: MigrationState) -> None:
-        wanted = _OBJECT_TYPES[migration.mode]
+        wanted = TABLE_TYPES[migration.mode]
         found = schema_ops.object_type(hook, migration.database, migration.table)
         if state.done(DDL_DONE):
             if found != wanted:
@@ -182,7 +181,7 @@ class RunDdlOperator(ShiftMigrationOperator):
         if state.done(DDL_DONE):
             self.log.info("DROP already done (state file: %s); skipping it", state.retired_to or "dropped")
             return
-        wanted = _OBJECT_TYPES[migration.mode]
+        wanted = TABLE_TYPES[migration.mode]
         found = schema_ops.object_type(hook, migration.database, migration.table)
         if found is None:
             if self._drop_already_happened(hook, migration, state):
