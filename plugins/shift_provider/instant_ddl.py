@@ -180,14 +180,6 @@ def verdict_for(settings: Settings, hook, migration: Migration) -> Verdict:
     return probe(hook, migration, clause)
 
 
-def _tell_shift(op, migration_id: int, text: str) -> None:
-    op.log.info("%s", text)
-    try:
-        op.api.append_to_file(migration_id, text + "\n")
-    except Exception as exc:  # the shift log is informative; the step's outcome does not depend on it
-        op.log.warning("could not append to the shift log file: %s", exc)
-
-
 # --- prepare ------------------------------------------------------------------------------
 
 def detect(op, context: Any, migration: Migration) -> bool:
@@ -211,7 +203,7 @@ def detect(op, context: Any, migration: Migration) -> bool:
                 f"({verdict.reason})")
     else:
         text = f"instant DDL: not used for this ALTER ({verdict.reason}); pt-online-schema-change will copy the rows"
-    _tell_shift(op, migration.id, text)
+    op.tell_shift(migration.id, text)
     return verdict.instant
 
 
@@ -235,8 +227,8 @@ def skip_copy(op, context: Any, migration: Migration) -> dict[str, Any] | None:
     if not verdict.instant:
         state.instant_ddl = False
         save_state(op.api, state)
-        _tell_shift(op, migration.id, f"instant DDL: prepare found this ALTER instant, but not any more "
-                                      f"({verdict.reason}); pt-online-schema-change copies the rows")
+        op.tell_shift(migration.id, f"instant DDL: prepare found this ALTER instant, but not any more "
+                      f"({verdict.reason}); pt-online-schema-change copies the rows")
         return None
     state.database, state.table = migration.database, migration.table
     state.copy_status, state.copy_percentage, state.rows_copied = COPY_STATUS, 100, 0
@@ -245,9 +237,9 @@ def skip_copy(op, context: Any, migration: Migration) -> dict[str, Any] | None:
     for key, value in (("copy_percentage", 100), ("eta_seconds", 0), ("copy_progress_history", [100]),
                        ("copy_outcome", COPY_STATUS)):
         ti.xcom_push(key=key, value=value)
-    _tell_shift(op, migration.id, "copy: nothing to copy: this ALTER is instant on this server (checked again "
-                                  f"now: {verdict.reason}); no shadow table, no triggers. The table is unchanged "
-                                  "until the rename, which applies the ALTER with ALGORITHM=INSTANT")
+    op.tell_shift(migration.id, "copy: nothing to copy: this ALTER is instant on this server (checked again "
+                  f"now: {verdict.reason}); no shadow table, no triggers. The table is unchanged "
+                  "until the rename, which applies the ALTER with ALGORITHM=INSTANT")
     op.api.next_step(migration.id)
     return {"outcome": COPY_STATUS}
 
@@ -326,9 +318,9 @@ class InstantRename:
                                                      LockBound.of(settings), self.log)
                 except InstantRefused as exc:
                     return self.copy_inline(f"the server refused ALGORITHM=INSTANT on the live table now ({exc})")
-                _tell_shift(self.op, m.id, f"rename: ALTER TABLE `{m.database}`.`{m.table}` {clause}, "
-                                           f"ALGORITHM=INSTANT applied in {seconds:.3f}s (attempt {attempt}); "
-                                           "no rows copied, no table swapped")
+                self.op.tell_shift(m.id, f"rename: ALTER TABLE `{m.database}`.`{m.table}` {clause}, "
+                                   f"ALGORITHM=INSTANT applied in {seconds:.3f}s (attempt {attempt}); "
+                                   "no rows copied, no table swapped")
             problems = rename_steps.schema_problems(self.hook, m.database, m.table, expected, None)
             if not expected.may_keep_definition \
                     and definition_hash(self.hook, m.database, m.table) == state.instant_definition_before:
@@ -349,8 +341,8 @@ class InstantRename:
         state.mark(FALLBACK_STEP)
         save_state(self.op.api, state)
         self.ti.xcom_push(key=XCOM_INSTANT_OUTCOME, value="fell_back")
-        _tell_shift(self.op, m.id, f"rename: {why}; falling back to pt-online-schema-change: it copies the rows "
-                                   "now, in the rename task, then the verified swap runs as for any pt-osc ALTER")
+        self.op.tell_shift(m.id, f"rename: {why}; falling back to pt-online-schema-change: it copies the rows "
+                           "now, in the rename task, then the verified swap runs as for any pt-osc ALTER")
         result = InlineCopyRun(self.op, self.context, m).run()
         if result.get("outcome") != "copied":
             raise PtOscError(f"the fallback pt-osc copy did not finish ({result}); clear the rename task to retry")

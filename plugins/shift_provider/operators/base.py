@@ -17,6 +17,7 @@ migration shift has finished with, and no task is green without doing its step.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -201,17 +202,26 @@ class ShiftMigrationOperator(BaseOperator):
             self.log.error("marking migration %s as failed: %s", migration.id, message)
             self.api.fail(migration.id, message)
 
+    def tell_shift(self, migration_id: int, text: str, level: int | None = logging.INFO) -> None:
+        """Say ``text`` in the migration's shift log (and, unless ``level`` is None, the task log).
+
+        The shift log is what the DBA reads in shift's UI; losing a line of it must never
+        fail the step, so a failed append is only logged here.
+        """
+        if level is not None:
+            self.log.log(level, "%s", text)
+        try:
+            self.api.append_to_file(migration_id, text if text.endswith("\n") else text + "\n")
+        except Exception as exc:  # the API may be what failed
+            self.log.warning("could not append to the shift log of migration %s: %s", migration_id, exc)
+
     def keep_status_after(self, migration: Migration, exc: BaseException, step: str) -> None:
         """A retryable failure (the lock bound ran out behind a long transaction, a lost connection) leaves
         the migration where it is, said in its shift log: clearing the task finishes the step, which
         failing or erroring the migration would refuse (or, for a cancel, hide)."""
-        message = (f"{step} failed ({type(exc).__name__}: {exc}); the migration stays at {describe(migration.status)}: "
-                   "clear the Airflow task to retry, it continues where it stopped")
-        self.log.error("%s", message)
-        try:
-            self.api.append_to_file(migration.id, message + "\n")
-        except Exception as api_exc:  # the API may be what failed
-            self.log.error("could not write the failure to the shift log: %s", api_exc)
+        self.tell_shift(migration.id, f"{step} failed ({type(exc).__name__}: {exc}); the migration stays at "
+                                      f"{describe(migration.status)}: clear the Airflow task to retry, it continues "
+                                      "where it stopped", logging.ERROR)
 
     def _fail_unparsed(self, exc: MalformedMigrationError) -> None:
         # The claim task fails malformed migrations it unstaged; a conf that reaches a

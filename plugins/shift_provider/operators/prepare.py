@@ -140,7 +140,7 @@ class DryRunOperator(PrepareStep):
             # Still preparable: a human can approve it as a short run, which runs the DDL directly.
             reason = ptosc.unsupported_table(migration)
             self.log.warning("no pt-osc dry run: %s", reason)
-            self._append_note(migration, f"no pt-online-schema-change dry run: {reason}\n")
+            self.tell_shift(migration.id, f"no pt-online-schema-change dry run: {reason}", level=None)
         else:
             self.check_trigger_safety(migration)
             self.ptosc_dry_run(migration)
@@ -224,7 +224,9 @@ class DryRunOperator(PrepareStep):
             leftovers.refuse_others(hook, migration.database, migration.table, migration.id)
             self.log.info("running: %s", shlex.join(command.argv))
             exit_code, stdout, stderr = self._run(command.argv)
-        self._append_to_shift_log(migration, stdout, stderr, exit_code)
+        # The shift UI shows the dry run's output too (the task log has it line by line already).
+        self.tell_shift(migration.id, "\n".join(["pt-online-schema-change --dry-run:", *stdout, *stderr,
+                                                 f"exit code {exit_code}"]), level=None)
         if exit_code != 0:
             failure = ptosc.diagnose(exit_code, stdout + stderr)  # pt-osc's own refusals go to stdout
             if failure.transient:  # the server went away, not the migration's fault: a retry may pass
@@ -254,21 +256,6 @@ class DryRunOperator(PrepareStep):
         finally:
             self._process = None
         return exit_code, output["stdout"], output["stderr"]
-
-    def _append_to_shift_log(self, migration: Migration, stdout: list[str], stderr: list[str],
-                             exit_code: int) -> None:
-        """The shift UI shows the dry run's output too; losing it must not fail the step."""
-        text = "\n".join(["pt-online-schema-change --dry-run:", *stdout, *stderr, f"exit code {exit_code}", ""])
-        try:
-            self.api.append_to_file(migration.id, text)
-        except Exception as exc:
-            self.log.warning("could not append the dry run output to the shift log file: %s", exc)
-
-    def _append_note(self, migration: Migration, text: str) -> None:
-        try:
-            self.api.append_to_file(migration.id, text)
-        except Exception as exc:
-            self.log.warning("could not append to the shift log file: %s", exc)
 
     def on_kill(self) -> None:
         process = self._process

@@ -35,6 +35,8 @@ the runner can finish a half-done rename: clear the task to finish it.
 
 from __future__ import annotations
 
+import logging
+
 import sys
 
 from typing import Any
@@ -303,11 +305,7 @@ class RenameOperator(ShiftMigrationOperator):
             message = f"rename refused: the copy will not be used, so {done}"
         except Exception as exc:  # the failure is still reported; a human sees both
             message = f"rename refused, and removing the copy's triggers and shadow table failed too: {exc}"
-        self.log.warning("%s", message)
-        try:
-            self.api.append_to_file(migration.id, message + "\n")
-        except Exception as api_exc:
-            self.log.error("could not write to the shift log: %s", api_exc)
+        self.tell_shift(migration.id, message, logging.WARNING)
 
     @staticmethod
     def _retired_location(state: MigrationState) -> tuple[str, str] | None:
