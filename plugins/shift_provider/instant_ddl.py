@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import bounded_ddl, leftovers, rename_steps
+from shift_provider import bounded_ddl, leftovers, rename_steps, table_definition
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import Status
 from shift_provider.exceptions import MigrationStepError, PtOscError
@@ -255,10 +255,6 @@ def at_rename(state: MigrationState) -> bool:
     return state.copy_status == COPY_STATUS or (state.done(FALLBACK_STEP) and state.copy_status != "succeeded")
 
 
-def definition_hash(hook, database: str, table: str) -> str:
-    return hashlib.sha256(rename_steps.definition(hook, database, table).encode()).hexdigest()
-
-
 def apply_instant(hook, database: str, table: str, clause: str, bound: LockBound, log) -> tuple[float, int]:
     """``ALTER TABLE t <clause>, ALGORITHM=INSTANT`` under the shared lock bound; (its seconds, the attempt)."""
     statement = f"ALTER TABLE {qualified(database, table)} {clause}, ALGORITHM=INSTANT"
@@ -304,7 +300,7 @@ class InstantRename:
         else:
             # Another migration's copy in flight would swap this change away: refuse, touch nothing.
             leftovers.refuse_others(self.hook, m.database, m.table, m.id)
-            now = definition_hash(self.hook, m.database, m.table)
+            now = table_definition.definition_hash(self.hook, m.database, m.table)
             if state.instant_definition_before and now != state.instant_definition_before:
                 outcome = "already_applied"
                 self.log.info("instant ALTER: the table's definition differs from the one recorded before the "
@@ -323,7 +319,7 @@ class InstantRename:
                                    "no rows copied, no table swapped")
             problems = rename_steps.schema_problems(self.hook, m.database, m.table, expected, None)
             if not expected.may_keep_definition \
-                    and definition_hash(self.hook, m.database, m.table) == state.instant_definition_before:
+                    and table_definition.definition_hash(self.hook, m.database, m.table) == state.instant_definition_before:
                 problems.append("its definition is the one recorded before the ALTER: the ALTER is not applied")
             if problems:
                 raise MigrationStepError(f"after the instant ALTER, `{m.database}`.`{m.table}` does not have the "

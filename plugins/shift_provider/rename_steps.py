@@ -9,11 +9,10 @@ failure at any point: no second swap, no lost table.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
 
-from shift_provider import bounded_ddl, foreign_key_names, schema_ops, statement_log
+from shift_provider import bounded_ddl, foreign_key_names, schema_ops, statement_log, table_definition
 from shift_provider.bounded_ddl import LockBound, LockBoundExceeded
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.settings import Settings
@@ -171,13 +170,6 @@ def indexes(hook, database: str, table: str) -> set[str]:
     return {r[0].lower() for r in rows}
 
 
-def definition(hook, database: str, table: str) -> str:
-    """SHOW CREATE TABLE without the table's name and AUTO_INCREMENT counter, to compare two tables."""
-    row = hook.get_first(f"SHOW CREATE TABLE {qualified(database, table)}")
-    text = row[1].split("\n", 1)[1] if row and "\n" in row[1] else (row[1] if row else "")
-    return re.sub(r" AUTO_INCREMENT=\d+", "", text)
-
-
 def schema_problems(hook, database: str, table: str, expected: Expectations,
                     original: tuple[str, str] | None) -> list[str]:
     """Why ``table`` does not look like the ALTER's result (empty when it does).
@@ -192,7 +184,7 @@ def schema_problems(hook, database: str, table: str, expected: Expectations,
     problems += [f"index `{i}` (dropped by the ALTER) is still there"
                  for i in sorted(expected.dropped_indexes & have_i)]
     if original is not None and not expected.may_keep_definition \
-            and definition(hook, database, table) == definition(hook, *original):
+            and table_definition.definition(hook, database, table) == table_definition.definition(hook, *original):
         problems.append(f"its definition is the same as `{original[0]}`.`{original[1]}`'s: the ALTER is not applied")
     return problems
 

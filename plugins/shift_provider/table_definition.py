@@ -1,4 +1,8 @@
-"""A table's definition as comparable parts, so a swap can refuse a table that changed since its copy.
+"""A table's definition, the one place that reads it: as text, as a hash, and as comparable parts.
+
+``definition``/``definition_hash``: SHOW CREATE TABLE without the table's name and
+the moving AUTO_INCREMENT counter: did an ALTER happen (short runs, instant DDL), is a
+new table the original's twin (rename).
 
 pt-osc builds the shadow table from the original's definition at copy time. If the
 original changes afterwards (a short-run migration or a DBA adds a column and fills
@@ -9,12 +13,25 @@ file; the rename compares it with the live table and names every difference.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from shift_provider.sql import qualified
 
 _NAME = re.compile(r"^(?P<head>[A-Z ]*?)\s*`(?P<name>(?:[^`]|``)+)`")
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
+
+
+def definition(hook, database: str, table: str) -> str:
+    """SHOW CREATE TABLE without the table's name and AUTO_INCREMENT counter, to compare two tables or two moments."""
+    row = hook.get_first(f"SHOW CREATE TABLE {qualified(database, table)}")
+    text = row[1].split("\n", 1)[1] if row and "\n" in row[1] else (row[1] if row else "")
+    return _AUTO_INCREMENT.sub("", text)
+
+
+def definition_hash(hook, database: str, table: str) -> str:
+    """sha256 of ``definition``: what a state file records to tell later whether the table changed."""
+    return hashlib.sha256(definition(hook, database, table).encode()).hexdigest()
 
 
 def parts(create_table: str) -> dict[str, str]:

@@ -80,8 +80,9 @@ def test_short_run_alter_changes_the_schema_and_inserts_once(env):
 
 def test_rerun_after_a_crash_between_the_alter_and_its_record_does_not_alter_twice(env):
     """The worker died after the ALTER ran but before the state said so; the final insert had not run."""
-    from shift_provider.operators.run_ddl import schema_fingerprint
     from shift_provider.hooks.cluster import ShiftClusterHook
+    from shift_provider.operators.run_ddl import SCHEMA_BEFORE
+    from shift_provider.table_definition import definition_hash
     from shift_provider.models import Migration
     from shift_provider.settings import get_settings
 
@@ -89,12 +90,23 @@ def test_rerun_after_a_crash_between_the_alter_and_its_record_does_not_alter_twi
     conf = env.started("ALTER TABLE employees ADD COLUMN salary INT",
                        final_insert="INSERT INTO employees (name, amount, created, salary) VALUES ('x', 1, NOW(), 9)")
     hook = ShiftClusterHook(Migration.from_payload(conf), get_settings())
-    before = schema_fingerprint(hook, env.database, "employees")
-    env.write_state(conf["id"], {"steps_done": ["run_ddl:schema_before=" + before, "run_ddl:ddl_started"]})
+    before = definition_hash(hook, env.database, "employees")
+    env.write_state(conf["id"], {"steps_done": [SCHEMA_BEFORE + before, "run_ddl:ddl_started"]})
     env.primary.execute(f"ALTER TABLE {q(env.database)}.employees ADD COLUMN salary INT")  # what the dead worker did
     assert env.run(conf) == "success"  # a second ADD COLUMN would fail with a duplicate column
     assert columns_of(env.primary, env.database, "employees").count("salary") == 1
     assert env.count("employees", "salary = 9") == 1
+    assert env.status(conf["id"]) == 8
+
+
+def test_a_started_alter_recorded_by_the_earlier_fingerprint_is_not_compared_and_runs(env):
+    """The earlier version recorded another hash ("schema_before="): compared with today's, it would always
+    differ and the ALTER would be taken as done. Not compared: the ALTER runs (here it had not run yet)."""
+    create_sample_table(env.primary, env.database, "employees", 10)
+    conf = env.started("ALTER TABLE employees ADD COLUMN salary INT")
+    env.write_state(conf["id"], {"steps_done": ["run_ddl:schema_before=" + "0" * 32, "run_ddl:ddl_started"]})
+    assert env.run(conf) == "success"
+    assert "salary" in columns_of(env.primary, env.database, "employees")
     assert env.status(conf["id"]) == 8
 
 

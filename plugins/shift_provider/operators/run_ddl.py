@@ -21,12 +21,10 @@ through the same call, which costs nothing.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from datetime import datetime, timezone
 from typing import Any
 
-from shift_provider import bounded_ddl, leftovers, run_state, schema_ops
+from shift_provider import bounded_ddl, leftovers, run_state, schema_ops, table_definition
 from shift_provider.bounded_ddl import LockBound
 from shift_provider.codes import TABLE_TYPES, Action, Mode, Status
 from shift_provider.exceptions import MigrationStepError
@@ -42,8 +40,9 @@ DDL_STARTED = "run_ddl:ddl_started"
 DDL_DONE = "run_ddl:ddl"
 TRIGGERS_DROPPED = "run_ddl:triggers_dropped"
 FINAL_INSERT_DONE = "run_ddl:final_insert"
-SCHEMA_BEFORE = "run_ddl:schema_before="
-_AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
+# The table's definition_hash before the ALTER. (Renamed from "run_ddl:schema_before=", whose hash read
+# the whole SHOW CREATE TABLE: a state saved by that version is not compared, so its ALTER runs again.)
+SCHEMA_BEFORE = "run_ddl:definition_before="
 
 
 def run_user_ddl(hook, ddl: str, bound: LockBound, log) -> None:
@@ -59,12 +58,6 @@ def run_user_ddl(hook, ddl: str, bound: LockBound, log) -> None:
         if bounded_ddl.classify(exc) != bounded_ddl.ErrorKind.STATEMENT:
             raise
         raise MigrationStepError(f"ddl_statement failed on the database: {exc}") from None
-
-
-def schema_fingerprint(hook, database: str, table: str) -> str:
-    """A hash of SHOW CREATE TABLE (minus the moving AUTO_INCREMENT counter): did the ALTER happen?"""
-    row = hook.get_first(f"SHOW CREATE TABLE {qualified(database, table)}")
-    return hashlib.sha256(_AUTO_INCREMENT.sub("", row[1]).encode()).hexdigest()[:32]
 
 
 class RunDdlOperator(ShiftMigrationOperator):
@@ -160,7 +153,7 @@ class RunDdlOperator(ShiftMigrationOperator):
             raise MigrationStepError(f"cannot alter {describe(migration)}: it does not exist")
         # Another migration's copy in flight would swap this change away (its rename refuses): one at a time.
         leftovers.refuse_others(hook, migration.database, migration.table, migration.id)
-        before = schema_fingerprint(hook, migration.database, migration.table)
+        before = table_definition.definition_hash(hook, migration.database, migration.table)
         recorded = next((s[len(SCHEMA_BEFORE):] for s in state.steps_done if s.startswith(SCHEMA_BEFORE)), None)
         if state.done(DDL_STARTED) and recorded is not None:
             if recorded != before:
