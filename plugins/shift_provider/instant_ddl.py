@@ -89,11 +89,8 @@ def unprobeable(clause: str) -> str | None:
         return f"the ALTER clause cannot be parsed ({exc})"
     for spec in specs:
         head = spec[0][1].upper() if spec[0][0] == "word" else ""
-        second = spec[1][1].upper() if len(spec) > 1 and spec[1][0] == "word" else ""
         if head in ("ALGORITHM", "LOCK"):
             return f"the ALTER names {head} itself"
-        if head == "RENAME" and second not in ("COLUMN", "INDEX", "KEY"):
-            return "the ALTER renames the table"
         options = [text.upper() for i, (kind, text) in enumerate(spec)
                    if kind == "word" and (i == 0 or spec[i + 1:i + 2] == [("punct", "=")])]
         rebuild = next((word for word in options if word in REBUILD_HEADS), None)

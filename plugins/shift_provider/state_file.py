@@ -22,7 +22,8 @@ class MigrationState:
     triggers: list[str] = field(default_factory=list)
     ptosc_version: str = ""
     ptosc_args: list[str] = field(default_factory=list)
-    copy_status: str = ""  # running | succeeded | failed | stopped | killed
+    # running | verifying (checksum) | succeeded | failed | stopped | killed | lost (worker gone) | instant (nothing to copy)
+    copy_status: str = ""
     copy_percentage: int | None = None
     rows_copied: int | None = None
     copy_attempts: int = 0
