@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from shift_provider.codes import Status
+from tests.support.faults import kill_group
 from tests.support.polling import wait_for
 from tests.support.airflow import run_dag, task_states, xcoms, private_airflow_env
 from tests.support.load import RunningThreads
@@ -238,7 +239,6 @@ def test_ptosc_failure_becomes_a_resumable_error_with_the_tools_message(copy_env
 
 def test_sigterm_kills_ptosc_and_offers_the_migration_back(copy_env, shift_api, primary, database, tmp_path):
     import json
-    import os
     import signal
     import subprocess
 
@@ -261,11 +261,7 @@ def test_sigterm_kills_ptosc_and_offers_the_migration_back(copy_env, shift_api, 
         wait_for(lambda: shift_api.migration(mid)["staged"], timeout=30)
         airflow.wait(timeout=60)
     finally:
-        try:
-            os.killpg(airflow.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        airflow.wait(timeout=30)
+        kill_group(airflow)  # SIGKILL of its whole group, then reaped
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["staged"]  # offered, not errored
     assert migration["run_host"] is None

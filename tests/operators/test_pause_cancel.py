@@ -12,6 +12,7 @@ import psutil
 from shift_provider.codes import Status
 from tests.operators.test_copy import COPY_DAG, Background, copying, local_log, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
+from tests.support.faults import kill_group
 from tests.support.polling import wait_for
 from tests.support.airflow import run_dag, task_states, xcoms, private_airflow_env
 from tests.support.tables import (
@@ -274,11 +275,7 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
         gone, alive = psutil.wait_procs([ptosc], timeout=10)
         assert not alive, "pt-osc outlived the killed task"
     finally:
-        try:
-            os.killpg(airflow.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        airflow.wait(timeout=30)
+        kill_group(airflow)  # SIGKILL of its whole group, then reaped
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.COPY_IN_PROGRESS and migration["run_host"]  # still pinned: it died
     assert shift_api.state(mid).copy_status == "running"
@@ -329,11 +326,7 @@ def test_a_copy_in_another_process_pauses_itself_and_waits(copy_env, shift_api, 
         wait_for(lambda: shift_api.migration(mid)["status"] == Status.PAUSED, timeout=60)
         assert airflow.poll() is None  # the task waits (deferred) for a resume or cancel, it did not end
     finally:
-        try:
-            os.killpg(airflow.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        airflow.wait(timeout=30)
+        kill_group(airflow)  # SIGKILL of its whole group, then reaped
     migration = shift_api.migration(mid)
     assert migration["status"] == Status.PAUSED and migration["run_host"] is None
     assert shift_api.state(mid).copy_status == "stopped"

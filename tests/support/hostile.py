@@ -28,39 +28,21 @@ from typing import Any, Callable
 import MySQLdb
 import requests
 
-from tests.support.mariadb import TEST_USER, MariaDBServer
+from tests.support.mariadb import TEST_USER, MariaDBServer, SqlClient
 from tests.support.tables import columns_of, content_checksum, q, tables_in, triggers_on
 
 
-class RootServer:
+class RootServer(SqlClient):
     """``query``/``execute`` as root over the unix socket (the table helpers accept it as a server)."""
 
     def __init__(self, server: MariaDBServer) -> None:
         self.server = server
 
-    def connect(self) -> MySQLdb.Connection:
+    def connect(self, database: str | None = None) -> MySQLdb.Connection:
         conn = MySQLdb.connect(unix_socket=str(self.server.socket_path), user="root", charset="utf8mb4",
-                               connect_timeout=5)
+                               db=database or "", connect_timeout=5)
         conn.autocommit(True)
         return conn
-
-    def query(self, sql: str, args: tuple | None = None, database: str | None = None) -> list[tuple]:
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return list(cur.fetchall()) if cur.description else []
-        finally:
-            conn.close()
-
-    def execute(self, *statements: str, database: str | None = None) -> None:
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                for statement in statements:
-                    cur.execute(statement)
-        finally:
-            conn.close()
 
     def master_position(self) -> tuple[str, int]:
         file, position = self.query("SHOW MASTER STATUS")[0][:2]

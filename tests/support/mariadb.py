@@ -64,9 +64,34 @@ def _user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
+class SqlClient:
+    """``query``/``execute`` on a fresh autocommit connection each, from a subclass's ``connect(database)``."""
+
+    def connect(self, database: str | None = None) -> MySQLdb.Connection:
+        raise NotImplementedError
+
+    def query(self, sql: str, args: tuple | None = None, database: str | None = None) -> list[tuple]:
+        conn = self.connect(database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
+
+    def execute(self, *statements: str, database: str | None = None) -> None:
+        conn = self.connect(database)
+        try:
+            with conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+        finally:
+            conn.close()
+
+
 @dataclass
-class MariaDBServer:
-    """One running mariadbd; ``connect()`` gives a root connection over TCP."""
+class MariaDBServer(SqlClient):
+    """One running mariadbd; ``connect()`` gives a connection as the test user over TCP."""
 
     server_id: int = 1
     port: int = field(default_factory=free_port)
@@ -146,24 +171,6 @@ class MariaDBServer:
                                db=database or "", connect_timeout=5, charset="utf8mb4")
         conn.autocommit(autocommit)
         return conn
-
-    def query(self, sql: str, args: tuple | None = None, database: str | None = None) -> list[tuple]:
-        conn = self.connect(database)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return list(cur.fetchall()) if cur.description else []
-        finally:
-            conn.close()
-
-    def execute(self, *statements: str, database: str | None = None) -> None:
-        conn = self.connect(database)
-        try:
-            with conn.cursor() as cur:
-                for statement in statements:
-                    cur.execute(statement)
-        finally:
-            conn.close()
 
     def replicate_from(self, primary: MariaDBServer) -> None:
         """Make this server a replica of ``primary`` from the primary's current binlog position."""
