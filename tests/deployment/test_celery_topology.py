@@ -107,6 +107,17 @@ def prepared(deployment: Deployment, mid: int) -> dict:
     return wait_status(deployment, mid, {1}, 90)
 
 
+def prepared_on_one(deployment: Deployment, prefix: str, rows: int, column: str) -> tuple[str, tuple[int, int], int, str]:
+    """A fresh table ``t`` of ``rows`` on cluster one and an ALTER adding ``column``, prepared (1):
+    (database, content checksum before, migration id, its run id)."""
+    database = new_database(prefix)
+    create_sample_table(deployment.servers["one"], database, "t", rows)
+    before = content_checksum(deployment.servers["one"], database, "t")
+    mid = file_migration(deployment, "one", database, f"ALTER TABLE t ADD COLUMN {column} INT NULL")
+    prepared(deployment, mid)
+    return database, before, mid, f"mig-{mid}"
+
+
 def copying_on(deployment: Deployment, mid: int, database: str, table: str, worker: str):
     """The copy runs: shift shows it pinned to ``worker`` with progress, and its pt-osc descends from it."""
     m = migration(deployment, mid)
@@ -234,12 +245,7 @@ def test_deferred_sensor_claims_within_seconds_and_a_migration_lives_its_whole_l
 def test_pause_defers_the_copy_resume_continues_it_in_the_same_task_and_cancel_cleans_up(both_workers):
     deployment = both_workers
     one = deployment.servers["one"]
-    database = new_database("pc")
-    create_sample_table(one, database, "t", LONG_COPY_ROWS)
-    before = content_checksum(one, database, "t")
-    mid = file_migration(deployment, "one", database, "ALTER TABLE t ADD COLUMN paused_col INT NULL")
-    prepared(deployment, mid)
-    run_id = f"mig-{mid}"
+    database, before, mid, run_id = prepared_on_one(deployment, "pc", LONG_COPY_ROWS, "paused_col")
 
     # Pause while pt-osc copies on A: the copy task stops it, moves shift to 12 and waits deferred.
     start_copy_on_worker_a(deployment, mid, database, "t")
@@ -316,12 +322,7 @@ def test_clearing_a_failed_copy_at_error_resumes_it_and_a_cancel_while_awaiting_
     shift and copies; then a cancel while the run awaits the rename is claimed by that wait, which cleans up."""
     deployment = both_workers
     one = deployment.servers["one"]
-    database = new_database("clear")
-    create_sample_table(one, database, "t", 3000)
-    before = content_checksum(one, database, "t")
-    mid = file_migration(deployment, "one", database, "ALTER TABLE t ADD COLUMN cleared INT NULL")
-    prepared(deployment, mid)
-    run_id = f"mig-{mid}"
+    database, before, mid, run_id = prepared_on_one(deployment, "clear", 3000, "cleared")
     client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
     # A DBA meddles after approval: without a primary key pt-osc cannot copy, so the copy errors (13).
     one.execute(f"ALTER TABLE `{database}`.t DROP PRIMARY KEY, MODIFY id BIGINT UNSIGNED NOT NULL")
@@ -359,12 +360,7 @@ def test_the_migration_view_shows_the_copy_moving_in_a_headless_browser(both_wor
 
     deployment = both_workers
     one = deployment.servers["one"]
-    database = new_database("ui")
-    create_sample_table(one, database, "t", LONG_COPY_ROWS)
-    before = content_checksum(one, database, "t")
-    mid = file_migration(deployment, "one", database, "ALTER TABLE t ADD COLUMN viewed INT NULL")
-    prepared(deployment, mid)
-    run_id = f"mig-{mid}"
+    database, before, mid, run_id = prepared_on_one(deployment, "ui", LONG_COPY_ROWS, "viewed")
     console = f"{deployment.airflow_url}/shift-console"
     pages = [f"/api/migration/shift_migration/{run_id}", "/api/migrations",
              f"/migration/shift_migration/{run_id}", "/migrations", "/static/console.js"]

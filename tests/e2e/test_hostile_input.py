@@ -8,8 +8,6 @@ shift_migration runs) and then a good migration, which must still be prepared.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.support.hostile_corpus import (
     CASES,
     DB_REFUSED,
@@ -17,18 +15,11 @@ from tests.support.hostile_corpus import (
     LEFT_ALONE,
     PREPARED,
     REFUSED,
-    cases_of,
-    check,
-    running_corpus,
+    phase_tests,
 )
 
 PHASE = "refused"
-
-
-@pytest.fixture(scope="module")
-def corpus(airflow_home, primary, tmp_path_factory):
-    with running_corpus(primary, tmp_path_factory.mktemp("hostile"), PHASE) as c:
-        yield c
+corpus, test_hostile_case = phase_tests(PHASE)
 
 
 def test_the_corpus_is_big_enough():
@@ -47,8 +38,3 @@ def test_the_sensor_keeps_working_after_hostile_input(corpus):
     mid = corpus.mid["good-after-hostile"]
     assert corpus.api.migration(mid)["status"] == 1
     assert [r[2] for r in corpus.runs_for(mid)] == ["success"]
-
-
-@pytest.mark.parametrize("case", cases_of(PHASE), ids=[c.id for c in cases_of(PHASE)])
-def test_hostile_case(corpus, case):
-    check(corpus, case)

@@ -8,19 +8,7 @@ completed (8), with the schema really changed and nothing else touched.
 
 from __future__ import annotations
 
-import pytest
-
-from tests.support.hostile_corpus import cases_of, check, running_corpus
+from tests.support.hostile_corpus import phase_tests
 
 PHASE, RUNTYPE = "full life", "long"
-
-
-@pytest.fixture(scope="module")
-def corpus(airflow_home, primary, tmp_path_factory):
-    with running_corpus(primary, tmp_path_factory.mktemp("hostile"), PHASE, RUNTYPE) as c:
-        yield c
-
-
-@pytest.mark.parametrize("case", cases_of(PHASE, RUNTYPE), ids=[c.id for c in cases_of(PHASE, RUNTYPE)])
-def test_hostile_case(corpus, case):
-    check(corpus, case)
+corpus, test_hostile_case = phase_tests(PHASE, RUNTYPE)

@@ -476,6 +476,23 @@ def running_corpus(primary, work: Path, phase: str, runtype: str | None = None) 
                 root.execute(f"DROP DATABASE IF EXISTS `{name.replace('`', '``')}`")
 
 
+def phase_tests(phase: str, runtype: str | None = None):
+    """(corpus fixture, parametrized test) for a test module that runs one phase: the module assigns both,
+    ``corpus, test_hostile_case = phase_tests(...)``, and pytest collects them there."""
+    cases = cases_of(phase, runtype)
+
+    @pytest.fixture(scope="module")
+    def corpus(airflow_home, primary, tmp_path_factory):
+        with running_corpus(primary, tmp_path_factory.mktemp("hostile"), phase, runtype) as c:
+            yield c
+
+    @pytest.mark.parametrize("case", cases, ids=[c.id for c in cases])
+    def test_hostile_case(corpus, case):
+        check(corpus, case)
+
+    return corpus, test_hostile_case
+
+
 def check(corpus: Corpus, case: Case) -> None:
     """The case's own outcome (its ``expect``)."""
     {REFUSED: check_refused, LEFT_ALONE: check_left_alone, DB_REFUSED: check_db_refused,
