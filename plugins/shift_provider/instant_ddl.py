@@ -41,7 +41,7 @@ from shift_provider.nondeterministic import nondeterministic_default
 from shift_provider.copy_run import CopyRun
 from shift_provider.ptosc import alter_clause
 from shift_provider.settings import Settings
-from shift_provider.sql import qualified, quote_ident
+from shift_provider.sql import qualified, quote_ident, specifications
 from shift_provider.state_file import MigrationState, load_state, save_state
 
 ER_ALTER_OPERATION_NOT_SUPPORTED = 1845
@@ -84,7 +84,7 @@ REBUILD_HEADS = frozenset({"ENGINE", "STORAGE", "ROW_FORMAT", "KEY_BLOCK_SIZE", 
 def unprobeable(clause: str) -> str | None:
     """Why the clause must not be tried with ``, ALGORITHM=INSTANT`` appended (None when it may)."""
     try:
-        specs = rename_steps.specifications(clause)
+        specs = specifications(clause)
     except ValueError as exc:
         return f"the ALTER clause cannot be parsed ({exc})"
     for spec in specs:

@@ -16,7 +16,7 @@ from shift_provider import bounded_ddl, foreign_key_names, schema_ops, statement
 from shift_provider.bounded_ddl import LockBound, LockBoundExceeded
 from shift_provider.exceptions import MigrationStepError
 from shift_provider.settings import Settings
-from shift_provider.sql import qualified, quote_ident, tokenize
+from shift_provider.sql import qualified, quote_ident, specifications
 
 # Below this many rows (information_schema's estimate, for both tables) the row counts are
 # compared exactly with COUNT(*) inside one consistent snapshot: about 0.2 s per million rows.
@@ -55,24 +55,6 @@ class Expectations:
     may_keep_definition: bool = False
     # CHANGE old new / RENAME COLUMN old TO new: the same data under a new name (old, new).
     renamed_columns: tuple[tuple[str, str], ...] = ()
-
-
-def specifications(alter_clause: str) -> list[list[tuple[str, str]]]:
-    """The clause's comma-separated specifications (top level only), as significant tokens."""
-    specs: list[list[tuple[str, str]]] = [[]]
-    depth = 0
-    for kind, text in tokenize(alter_clause):
-        if kind in ("ws", "comment"):
-            continue
-        if kind == "punct" and text == "(":
-            depth += 1
-        elif kind == "punct" and text == ")":
-            depth -= 1
-        elif kind == "punct" and text == "," and depth == 0:
-            specs.append([])
-            continue
-        specs[-1].append((kind, text))
-    return [s for s in specs if s]
 
 
 def alter_expectations(alter_clause: str) -> Expectations:

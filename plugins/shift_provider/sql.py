@@ -205,22 +205,43 @@ def _source_after(text: str, tokens: list[tuple[str, str]], significant_pos: int
     return text[offset:].strip()
 
 
-def alter_items(clause: str) -> list[list[str]]:
-    """The comma-separated alterations of an ALTER clause, each as its upper-cased words and names."""
-    items: list[list[str]] = [[]]
+def specifications(alter_clause: str) -> list[list[tuple[str, str]]]:
+    """The clause's comma-separated specifications (top level only), as significant tokens."""
+    specs: list[list[tuple[str, str]]] = [[]]
     depth = 0
-    for kind, text in tokenize(clause):
+    for kind, text in tokenize(alter_clause):
+        if kind in ("ws", "comment"):
+            continue
         if kind == "punct" and text == "(":
             depth += 1
         elif kind == "punct" and text == ")":
             depth -= 1
         elif kind == "punct" and text == "," and depth == 0:
-            items.append([])
-        elif kind == "word" and depth == 0:
-            items[-1].append(text.upper())
-        elif kind == "qident" and depth == 0:
-            items[-1].append("`" + text)
-    return [item for item in items if item]
+            specs.append([])
+            continue
+        specs[-1].append((kind, text))
+    return [s for s in specs if s]
+
+
+def alter_items(clause: str) -> list[list[str]]:
+    """The comma-separated alterations of an ALTER clause, each as its upper-cased words and names
+    (outside parentheses)."""
+    items: list[list[str]] = []
+    for spec in specifications(clause):
+        words: list[str] = []
+        depth = 0
+        for kind, text in spec:
+            if kind == "punct" and text == "(":
+                depth += 1
+            elif kind == "punct" and text == ")":
+                depth -= 1
+            elif kind == "word" and depth == 0:
+                words.append(text.upper())
+            elif kind == "qident" and depth == 0:
+                words.append("`" + text)
+        if words:
+            items.append(words)
+    return items
 
 
 def renames_table(clause: str) -> bool:
