@@ -317,41 +317,6 @@ def test_a_staged_migration_with_no_run_is_adopted(both_workers):
     assert "adopted" in columns_of(one, database, "t") and triggers_on(one, database) == []
 
 
-def test_clearing_a_failed_copy_at_error_resumes_it_and_a_cancel_while_awaiting_rename_cleans_up(both_workers):
-    """From the Airflow UI (its REST API): clearing the failed copy of a migration at error (13) resumes it in
-    shift and copies; then a cancel while the run awaits the rename is claimed by that wait, which cleans up."""
-    deployment = both_workers
-    one = deployment.servers["one"]
-    database, before, mid, run_id = prepared_on_one(deployment, "clear", 3000, "cleared")
-    client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
-    # A DBA meddles after approval: without a primary key pt-osc cannot copy, so the copy errors (13).
-    one.execute(f"ALTER TABLE `{database}`.t DROP PRIMARY KEY, MODIFY id BIGINT UNSIGNED NOT NULL")
-    client(deployment, "start", str(mid))
-    wait_for(lambda: ti_of(deployment, run_id, "copy", "failed"), 120, "the copy to fail")
-    assert migration(deployment, mid)["status"] == 13
-
-    one.execute(f"ALTER TABLE `{database}`.t ADD PRIMARY KEY (id)")
-    deployment.rest("POST", "dags/shift_migration/clearTaskInstances",
-                    {"dry_run": False, "task_ids": ["copy"], "dag_run_id": run_id, "only_failed": False,
-                     "include_downstream": True, "reset_dag_runs": True})
-    wait_status(deployment, mid, {4}, 120)  # resumed in shift by the cleared task, claimed, copied
-    copy_ti = wait_for(lambda: ti_of(deployment, run_id, "copy", "success"), 30, "the cleared copy to succeed")
-    assert copy_ti["try_number"] == 2
-    assert wait_for(lambda: ti_of(deployment, run_id, "await_rename", "deferred"), 60, "await_rename deferred")
-    assert len(triggers_on(one, database)) == 3  # the copy's triggers, kept for the rename
-
-    client(deployment, "cancel", str(mid))
-    wait_for(lambda: deployment.migration_runs(mid)[0]["state"] == "success", 60, "the run to end")
-    states = {ti["task_id"]: ti["state"] for ti in deployment.task_instances("shift_migration", run_id)}
-    assert states["await_rename"] == "success" and states["rename"] == "skipped", states
-    assert migration(deployment, mid)["status"] == 9
-    assert triggers_on(one, database) == [] and tables_in(one, database) == ["t"]
-    assert "cleared" not in columns_of(one, database, "t")
-    assert content_checksum(one, database, "t") == before
-    wait_for(lambda: "**canceled**" in (deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}")["note"]
-                                        or ""), 30, "the final note saying canceled")
-
-
 def test_the_migration_view_shows_the_copy_moving_in_a_headless_browser(both_workers):
     """The run's "Migration" view (the console's iframe in Airflow's UI) and the "Shift" page, in chromium."""
     import requests
