@@ -319,12 +319,10 @@ def test_long_transaction_bounds_the_rename_then_rerun_succeeds(env):
     chosen = env.state(conf["id"]).old_table
     assert OLD_NAME.match(chosen)
     # The transaction ended: the same run again finishes, under the name chosen the first time.
-    started = time.monotonic()
     run = run_dag("shift_test_rename", conf)
     assert succeeded(run), task_states(run)
-    # The failed run waited for its bound (3 attempts of 1 s, 2 pauses of 0.5 s), not more.
-    waited = elapsed - (time.monotonic() - started)
-    assert 2.5 < waited < 4 + 3, f"the rename waited about {waited:.1f}s for its lock"
+    # The failed run really waited its 3 attempts of 1 s (load only lengthens a run; readers were bounded above).
+    assert elapsed >= 3.0, f"the failed rename ran {elapsed:.1f}s: shorter than its 3 lock waits of 1 s"
     assert env.api.migration(conf["id"])["status"] == 8
     assert env.old_tables(env.pending) == [chosen]
     assert columns_of(env.primary, env.database, TABLE)[-1] == "note"
