@@ -49,8 +49,13 @@ class Dba:
                 status = answer.json()["migration"]["status"] if answer.status_code == 200 else None  # deleted
                 action = self.script.pop(status, None)
                 if action is not None:
-                    action()
-                    self.done.append(status)
+                    result = action()
+                    if getattr(result, "status_code", 200) != 200:
+                        # Refused (e.g. the runner moved lock_version on between read and write): a human
+                        # clicks again while the migration is still at that status.
+                        self.script[status] = action
+                    else:
+                        self.done.append(status)
                 if time.monotonic() > self.deadline:
                     raise AssertionError(f"the run did not end in time: statuses {sorted(self.script)} of the DBA "
                                          f"script not reached (migration {self.mid} at {status})")
