@@ -32,21 +32,26 @@ PAGES = Path(__file__).with_name("pages")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+async def _user(request: Request):
+    """Airflow's authentication: the signed-in user (401 without a valid session cookie or bearer token)."""
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+
+    return await get_user(request, None, await bearer_scheme(request))
+
+
 async def _require(request: Request, dag_id: str | None) -> None:
     """Airflow's authentication, then its authorization to read the DAG's runs and XComs (401/403)."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, requires_access_dag
+    from airflow.api_fastapi.core_api.security import requires_access_dag
 
-    user = await get_user(request, None, await bearer_scheme(request))
+    user = await _user(request)
     for entity in (DagAccessEntity.RUN, DagAccessEntity.XCOM):
         await run_in_threadpool(requires_access_dag("GET", entity, param_dag_id=dag_id), request, user)
 
 
 async def signed_in(request: Request) -> None:
     """Airflow's authentication alone (401 without it): for what holds no data of any DAG."""
-    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
-
-    await get_user(request, None, await bearer_scheme(request))
+    await _user(request)
 
 
 async def may_read_run(request: Request) -> None:
