@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, TaskGroup
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 from shift_provider.operators.await_human import AwaitHumanOperator
 from shift_provider.operators.copy import CopyOperator
 from shift_provider.operators.prepare import (

@@ -219,7 +219,7 @@ class Bench:
     def bare_ptosc(self) -> float:
         from shift_provider import ptosc
         from shift_provider.hooks.cluster import ShiftClusterHook
-        from shift_provider.models import Migration
+        from shift_provider.contract.models import Migration
         from shift_provider.settings import get_settings
 
         settings = get_settings()
@@ -243,9 +243,10 @@ class Bench:
 
     def ptosc_with_checkpoint(self, migration, workdir: Path, resume: bool, kill_at: int | None = None):
         """pt-osc with the checkpoint plugin as the operator runs it: (seconds, last checkpoint, killed at %)."""
-        from shift_provider import ptosc, ptosc_checkpoint
+        from shift_provider import ptosc
+        from shift_provider.ptosc import checkpoint as ptosc_checkpoint
         from shift_provider.hooks.cluster import ShiftClusterHook
-        from shift_provider.ptosc_process import ChildProcess
+        from shift_provider.ptosc.process import ChildProcess
         from shift_provider.settings import get_settings
 
         settings = get_settings()
@@ -284,7 +285,7 @@ class Bench:
 
     def resume_after_kill(self, workdir: Path) -> tuple[float, float]:
         """A full copy with the plugin, then one killed at ~50% and resumed: (full s, resumed s)."""
-        from shift_provider.models import Migration
+        from shift_provider.contract.models import Migration
 
         self.reset()
         full, _, _ = self.ptosc_with_checkpoint(Migration.from_payload(self.claimed_migration()), workdir, False)
@@ -332,9 +333,9 @@ class Bench:
 
     def checksum(self) -> float:
         """The content checksum of the shadow bare pt-osc just left, with a writer's p99 before and during."""
-        from shift_provider import checksum
+        from shift_provider.engine import checksum
         from shift_provider.hooks.cluster import ShiftClusterHook
-        from shift_provider.models import Migration
+        from shift_provider.contract.models import Migration
         from shift_provider.settings import get_settings
 
         settings = get_settings()

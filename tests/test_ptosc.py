@@ -19,9 +19,9 @@ import psutil
 import pytest
 
 from shift_provider import ptosc
-from shift_provider.log_shipper import LogShipper
-from shift_provider.models import Migration
-from shift_provider.ptosc_process import ChildProcess
+from shift_provider.ptosc.log_shipper import LogShipper
+from shift_provider.contract.models import Migration
+from shift_provider.ptosc.process import ChildProcess
 from shift_provider.settings import Settings
 
 PASSWORD = "n0t-In-Argv"
@@ -183,7 +183,7 @@ def test_child_dies_with_its_parent_even_on_sigkill(tmp_path):
     """What protects pt-osc from being orphaned when the task process is SIGKILLed (no on_kill)."""
     parent_script = textwrap.dedent("""
         import sys, time
-        from shift_provider.ptosc_process import ChildProcess
+        from shift_provider.ptosc.process import ChildProcess
         child = ChildProcess(["sleep", "300"]).start()
         print(child.pid, flush=True)
         time.sleep(300)

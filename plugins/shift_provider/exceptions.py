@@ -1,11 +1,13 @@
-"""Typed errors, so each step can tell a bad migration from a broken tool or server."""
+"""Typed errors, so each step can tell a bad migration from a broken tool or server.
+
+Plain Python (no Airflow import): the engine raises them; the operators decide what each
+means to Airflow (``operators.base``: permanent errors fail without retry).
+"""
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
 
-
-class ShiftError(AirflowException):
+class ShiftError(Exception):
     """Base of every shift provider error."""
 
 
@@ -39,3 +41,11 @@ class PtOscError(ShiftError):
     def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class CopyKilled(BaseException):
+    """The copy's task was killed (mark failed, a worker's shutdown): pt-osc stopped, the migration offered back.
+
+    A BaseException, as Airflow's own ``AirflowTaskTerminated`` that the operator turns it into:
+    no step's error handling may take it for a failure to report to shift.
+    """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shift_provider.models import LIFECYCLE_FIELDS, claimed_payload
+from shift_provider.contract.models import LIFECYCLE_FIELDS, claimed_payload
 
 CLAIM_KEY = "claimed"
 ENDED_KEY = "migration_ended"

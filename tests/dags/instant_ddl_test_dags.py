@@ -12,7 +12,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
-from shift_provider.instant_ddl import SUBSTEP
+from shift_provider.engine.instant_ddl import SUBSTEP
 from shift_provider.operators.prepare import DetectInstantDdlOperator
 from shift_provider.operators.rename import RenameOperator
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from shift_provider.final_insert import BOOKKEEPING_DB
+from shift_provider.engine.final_insert import BOOKKEEPING_DB
 from tests.support.airflow import task_states, xcoms
 from tests.support.e2e import claim_and_run, step_of
 from tests.support.shift_api import shift_client

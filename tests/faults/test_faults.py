@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 from tests.support.airflow import run_dag, task_states, xcoms
 from tests.support.e2e import WAITS, Dba, claim_and_run, spawn_migration_run
 from tests.support.faults import FaultProxy, kill_group, ptosc_processes

@@ -31,7 +31,7 @@ import time
 import pytest
 
 from shift_provider import ptosc
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 from tests.support.airflow import run_dag, task_states
 from tests.support.e2e import WAITS
 from tests.support.faults import FaultProxy, StepForker, ptosc_processes

@@ -15,7 +15,7 @@ import pytest
 
 from shift_provider import ptosc
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.models import Migration
+from shift_provider.contract.models import Migration
 from shift_provider.operators.prepare import checked_ddl
 from tests.support.hostile import RootServer, RunnerTrace
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 from tests.support.airflow import run_dag, task_states, xcoms
 from tests.support.tables import (BackgroundWriter, columns_of, content_checksum, create_sample_table, q, tables_in,
                                  triggers_on)
@@ -107,9 +107,9 @@ def test_a_new_unique_key_over_duplicates_cannot_lose_rows(env, shift_settings, 
 
 def test_the_checksum_alone_refuses_a_copy_that_lost_duplicates_under_a_new_unique_key(env, primary, database):
     """Were the runner's unique-key check passed: the shadow INSERT IGNORE built misses rows, the re-copy fails."""
-    from shift_provider import checksum
+    from shift_provider.engine import checksum
     from shift_provider.hooks.cluster import ShiftClusterHook
-    from shift_provider.models import Migration
+    from shift_provider.contract.models import Migration
     from shift_provider.settings import get_settings
 
     create_sample_table(primary, database, "t", 3000)  # amount = seq % 1000: each value three times
@@ -133,9 +133,10 @@ def test_the_checksum_waits_while_a_replica_is_stopped_and_goes_on_when_it_runs(
     import threading
     import time
 
-    from shift_provider import checksum, replica_lag
+    from shift_provider.engine import checksum
+    from shift_provider.mysql import replica_lag
     from shift_provider.hooks.cluster import ShiftClusterHook
-    from shift_provider.models import Migration
+    from shift_provider.contract.models import Migration
 
     source, replica = cluster
     settings = shift_settings()

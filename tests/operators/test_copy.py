@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 from tests.support.faults import kill_group
 from tests.support.polling import wait_for
 from tests.support.airflow import run_dag, task_states, xcoms, private_airflow_env

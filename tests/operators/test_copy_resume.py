@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 from tests.operators.test_copy import COPY_DAG, SLOW_COPY, Background, copying, local_log, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
 from tests.operators.test_pause_cancel import ROWS, assert_swap_matches

@@ -6,9 +6,9 @@ import uuid
 
 
 def test_one_holder_per_cluster_and_the_slot_frees_with_its_connection(shift_settings, primary, database):
-    from shift_provider.copy_slot import CopySlot, lock_name
+    from shift_provider.mysql.copy_slot import CopySlot, lock_name
     from shift_provider.hooks.cluster import ShiftClusterHook
-    from shift_provider.models import Migration
+    from shift_provider.contract.models import Migration
 
     settings = shift_settings()
     cluster = f"slot-{uuid.uuid4().hex[:8]}"  # a name no other test's copy uses

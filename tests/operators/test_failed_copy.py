@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 from tests.operators.test_copy import COPY_DAG, local_log, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
 from tests.support.airflow import run_dag, task_states

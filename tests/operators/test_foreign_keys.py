@@ -12,7 +12,7 @@ from __future__ import annotations
 import MySQLdb
 import pytest
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 from tests.support.airflow import task_states, xcoms
 from tests.support.e2e import run_migration
 from tests.support.tables import columns_of, content_checksum, q, tables_in, triggers_on

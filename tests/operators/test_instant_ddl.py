@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from shift_provider.final_insert import BOOKKEEPING_DB
-from shift_provider.instant_ddl import probe
+from shift_provider.engine.final_insert import BOOKKEEPING_DB
+from shift_provider.engine.instant_ddl import probe
 from shift_provider.hooks.cluster import ShiftClusterHook
-from shift_provider.models import CustomOptions, Migration
-from shift_provider.table_definition import definition
-from shift_provider.state_file import MigrationState
+from shift_provider.contract.models import CustomOptions, Migration
+from shift_provider.mysql.table_definition import definition
+from shift_provider.contract.state_file import MigrationState
 from tests.support.airflow import run_dag, task_states, xcoms
 from tests.support.tables import columns_of, create_sample_table, q, tables_in, triggers_on
 

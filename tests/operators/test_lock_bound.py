@@ -12,8 +12,8 @@ import threading
 import time
 from typing import Any
 
-from shift_provider.bounded_ddl import ErrorKind, LockBound, classify
-from shift_provider.codes import Status
+from shift_provider.mysql.bounded_ddl import ErrorKind, LockBound, classify
+from shift_provider.contract.codes import Status
 from tests.operators.test_copy import COPY_DAG, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
 from tests.support.airflow import run_dag, task_states
@@ -126,7 +126,7 @@ def test_resumed_copy_cleanup_gives_up_within_the_bound_behind_a_reader_and_a_re
 
     from shift_provider import ptosc as ptosc_module
     from shift_provider.hooks.cluster import ShiftClusterHook
-    from shift_provider.models import Migration
+    from shift_provider.contract.models import Migration
 
     settings = shift_settings(pt_osc_path=ptosc[0], rename_lock_wait_timeout=BOUND.timeout,
                               rename_retries=BOUND.retries)

@@ -9,7 +9,7 @@ import subprocess
 
 import psutil
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 from tests.operators.test_copy import COPY_DAG, Background, copying, local_log, start_copy
 from tests.operators.test_copy import copy_env  # noqa: F401 - fixture
 from tests.support.faults import kill_group
@@ -293,9 +293,9 @@ def test_kill_9_of_the_task_leaves_no_pt_osc_and_the_copy_resumes(copy_env, shif
 def test_a_copy_counts_as_released_when_unpinned_stopped_or_silent_too_long():
     from datetime import datetime, timedelta, timezone
 
-    from shift_provider.models import Migration
+    from shift_provider.contract.models import Migration
     from shift_provider.operators.copy_release import copy_release_reason
-    from shift_provider.state_file import MigrationState
+    from shift_provider.contract.state_file import MigrationState
 
     def migration(run_host):
         return Migration.from_payload({"id": 1, "database": "d", "table": "t", "status": 11, "host": "h",

@@ -13,12 +13,14 @@ import time
 
 import pytest
 
-from shift_provider import ptosc, schema_ops
+from shift_provider import ptosc
+from shift_provider.mysql import schema_ops
+from shift_provider.engine import abandon_copy
 from shift_provider.hooks.cluster import ShiftClusterHook
-from shift_provider.models import Migration
+from shift_provider.contract.models import Migration
 from shift_provider.operators.rename import SUBSTEPS, step_key
-from shift_provider.rename_steps import alter_expectations
-from shift_provider.state_file import MigrationState
+from shift_provider.engine.rename_steps import alter_expectations
+from shift_provider.contract.state_file import MigrationState
 from tests.support.airflow import run_dag, task_states, xcoms
 from tests.support.tables import (
     BackgroundWriter,
@@ -91,7 +93,7 @@ class Env:
         if write_state:
             state = MigrationState(migration_id=migration.id, database=migration.database, table=migration.table,
                                    new_table=command.new_table, copy_status="succeeded", copy_percentage=100,
-                                   triggers=schema_ops.ptosc_triggers(hook, migration.database, migration.table))
+                                   triggers=abandon_copy.ptosc_triggers(hook, migration.database, migration.table))
             self.write_state(migration.id, state)
         self.api.machine("next_step", migration.id)  # 3 -> 4 awaiting rename
 

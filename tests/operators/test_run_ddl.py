@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from shift_provider.final_insert import BOOKKEEPING_DB, MARKER_TABLE
+from shift_provider.engine.final_insert import BOOKKEEPING_DB, MARKER_TABLE
 from tests.support.airflow import run_dag, task_states
 from tests.support.tables import columns_of, create_sample_table, q, tables_in, triggers_on
 
@@ -82,8 +82,8 @@ def test_rerun_after_a_crash_between_the_alter_and_its_record_does_not_alter_twi
     """The worker died after the ALTER ran but before the state said so; the final insert had not run."""
     from shift_provider.hooks.cluster import ShiftClusterHook
     from shift_provider.operators.run_ddl import SCHEMA_BEFORE
-    from shift_provider.table_definition import definition_hash
-    from shift_provider.models import Migration
+    from shift_provider.mysql.table_definition import definition_hash
+    from shift_provider.contract.models import Migration
     from shift_provider.settings import get_settings
 
     create_sample_table(env.primary, env.database, "employees", 10)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shift_provider.codes import FileType, Status
+from shift_provider.contract.codes import FileType, Status
 from shift_provider.exceptions import ShiftApiError
 from shift_provider.hooks.shift_api import ShiftApiHook
 from tests.support.shift_api import ShiftApiServer, shift_client

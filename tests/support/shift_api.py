@@ -154,7 +154,7 @@ class ShiftApiServer:
 
     def state(self, migration_id: int):
         """The migration's state file (file_type 1) as the runner reads it: a MigrationState."""
-        from shift_provider.state_file import MigrationState
+        from shift_provider.contract.state_file import MigrationState
 
         response = self.request("GET", "migrations/get_file", params={"migration_id": migration_id, "file_type": 1})
         return MigrationState.from_yaml(response.json().get("contents") if response.status_code == 200 else None,
@@ -173,7 +173,7 @@ class ShiftApiServer:
         lifecycle fields, built by the runner's own ``claimed_payload``. The migration must
         be among the 2 entries ``staged`` serves (the most recently updated ones).
         """
-        from shift_provider.models import claimed_payload
+        from shift_provider.contract.models import claimed_payload
 
         listed = [m for m in self.request("GET", "migrations/staged").json() if m.get("id") == migration_id]
         assert listed, f"migration {migration_id} is not among the staged migrations served"

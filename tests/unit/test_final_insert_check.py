@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.final_insert_check import target
+from shift_provider.engine.final_insert_check import target
 
 
 @pytest.mark.parametrize("sql, database, table, span", [

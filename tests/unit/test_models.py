@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from shift_provider.codes import Action, Mode, RunType, Status
+from shift_provider.contract.codes import Action, Mode, RunType, Status
 from shift_provider.exceptions import MalformedMigrationError
-from shift_provider.models import DERIVED_FIELDS, CustomOptions, Migration, MigrationLifecycle, claimed_payload
+from shift_provider.contract.models import DERIVED_FIELDS, CustomOptions, Migration, MigrationLifecycle, claimed_payload
 
 GOOD = {
     "id": 43, "database": "appname_staging", "table": "employees",

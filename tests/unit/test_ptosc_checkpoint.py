@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from shift_provider import ptosc_checkpoint
-from shift_provider.state_file import MigrationState
+from shift_provider.ptosc import checkpoint as ptosc_checkpoint
+from shift_provider.contract.state_file import MigrationState
 
 
 def test_only_the_known_stock_script_can_checkpoint(ptosc, tmp_path):

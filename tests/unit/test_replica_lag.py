@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shift_provider.replica_lag import DEFAULT_METHODS, Replica, methods_of, parse_dsn_row
+from shift_provider.mysql.replica_lag import DEFAULT_METHODS, Replica, methods_of, parse_dsn_row
 
 
 def test_methods_in_pt_osc_order():

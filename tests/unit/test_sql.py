@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from shift_provider.codes import Action, Mode
-from shift_provider.sql import parse_ddl, qualified, quote_ident, timestamped_name
+from shift_provider.contract.codes import Action, Mode
+from shift_provider.mysql.sql import parse_ddl, qualified, quote_ident, timestamped_name
 
 
 @pytest.mark.parametrize(("ddl", "action", "mode", "database", "table", "clause"), [

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from shift_provider.staged_ids import addressable_id, log_unaddressable, split
+from shift_provider.contract.staged_ids import addressable_id, log_unaddressable, split
 
 
 @pytest.mark.parametrize(("entry", "expected"), [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shift_provider.table_definition import differences, parts
+from shift_provider.mysql.table_definition import differences, parts
 
 BEFORE = """CREATE TABLE `t` (
   `id` bigint(20) unsigned NOT NULL AUTO_INCREMENT,

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shift_provider.codes import Status
-from shift_provider.staged_ids import addressable_id
+from shift_provider.contract.codes import Status
+from shift_provider.contract.staged_ids import addressable_id
 
 # The tasks of shift_migration in the order a migration meets them.
 STEP_ORDER = (

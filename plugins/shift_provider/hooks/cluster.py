@@ -18,7 +18,7 @@ from pathlib import Path
 from airflow.providers.mysql.hooks.mysql import MySqlHook
 from airflow.sdk import Connection
 
-from shift_provider.models import Migration
+from shift_provider.contract.models import Migration
 from shift_provider.settings import Settings
 
 
@@ -93,7 +93,7 @@ class ShiftClusterHook(MySqlHook):
 
     def _run_command(self, cur, sql_statement, parameters):
         """One log line per statement, with its effect, instead of DbApiHook's bare "Rows affected: N"."""
-        from shift_provider.statement_log import execute
+        from shift_provider.mysql.statement_log import execute
 
         execute(cur, sql_statement, parameters, log=self.log)
 

@@ -30,7 +30,7 @@ import tenacity
 from airflow.providers.http.hooks.http import HttpHook
 from requests import Request, Response, Session
 
-from shift_provider.codes import FileType
+from shift_provider.contract.codes import FileType
 from shift_provider.exceptions import ShiftApiError
 
 try:  # the Task SDK raises its own class; older code paths raise the core one
@@ -297,7 +297,7 @@ class ShiftApiHook(HttpHook):
         ``show`` answers the bare Rails row, without table/host/port: the target of a
         step always comes from the claimed ``staged`` entry, never from here.
         """
-        from shift_provider.models import MigrationLifecycle
+        from shift_provider.contract.models import MigrationLifecycle
 
         return MigrationLifecycle.from_answer(self.show(migration_id).get("migration"))
 

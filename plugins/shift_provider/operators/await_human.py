@@ -15,8 +15,8 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from shift_provider import run_state
-from shift_provider.codes import Status
-from shift_provider.models import Migration
+from shift_provider.contract.codes import Status
+from shift_provider.contract.models import Migration
 from shift_provider.operators.base import ShiftMigrationOperator, describe, refuse_terminal
 from shift_provider.operators.cancel import clean_up_canceled
 

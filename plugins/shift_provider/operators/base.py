@@ -23,17 +23,16 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, AirflowTaskTerminated
 
 from shift_provider import run_state
-
-from shift_provider.codes import MACHINE_STATUSES, Status
-from shift_provider.exceptions import MalformedMigrationError, MigrationStepError, ShiftApiError
+from shift_provider.contract.codes import MACHINE_STATUSES, Status
+from shift_provider.contract.models import Migration, MigrationLifecycle
+from shift_provider.contract.state_machine import Outcome, rule_for
+from shift_provider.exceptions import CopyKilled, MalformedMigrationError, MigrationStepError, ShiftApiError
 from shift_provider.hooks.cluster import ShiftClusterHook, apply_overrides
 from shift_provider.links import ShiftMigrationLink
-from shift_provider.models import Migration, MigrationLifecycle
 from shift_provider.settings import Settings, get_settings
-from shift_provider.state_machine import Outcome, rule_for
 
 # Errors a retry cannot fix: the migration itself is wrong for the database.
 PERMANENT_ERRORS = (MalformedMigrationError, MigrationStepError, AirflowFailException)
@@ -166,6 +165,8 @@ class ShiftMigrationOperator(BaseOperator):
             return self.run_step(context, migration)
         except AirflowSkipException:  # the step ended with nothing (more) to do, saying why: not a failure
             raise
+        except CopyKilled as exc:  # the task was killed: Airflow's own word for it, nothing reported to shift
+            raise AirflowTaskTerminated(str(exc)) from None
         except PERMANENT_ERRORS as exc:
             self.report_failure(migration, exc, final=True)
             raise AirflowFailException(str(exc)) from exc

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from shift_provider import leftovers, ptosc, schema_ops
-from shift_provider.bounded_ddl import LockBound
-from shift_provider.codes import Status
-from shift_provider.models import Migration
+from shift_provider import ptosc
+from shift_provider.contract.codes import Status
+from shift_provider.contract.models import Migration
+from shift_provider.contract.state_file import save_state
+from shift_provider.engine import leftovers
+from shift_provider.mysql import schema_ops
+from shift_provider.mysql.bounded_ddl import LockBound
 from shift_provider.operators.base import PERMANENT_ERRORS, ShiftMigrationOperator
 from shift_provider.operators.copy_release import ReleaseWaitingOperator, wait_for_copy_release
-from shift_provider.state_file import save_state
 
 
 class CancelOperator(ReleaseWaitingOperator):

@@ -20,13 +20,13 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
+from shift_provider.contract.models import Migration, claimed_payload
+from shift_provider.contract.staged_ids import addressable_id, log_unaddressable
+from shift_provider.contract.state_machine import step_for
 from shift_provider.exceptions import MalformedMigrationError, MigrationStepError, ShiftApiError
-from shift_provider.models import Migration, claimed_payload
 from shift_provider.run_notes import NOT_YET_APPROVED
 from shift_provider.settings import get_settings
-from shift_provider.staged_ids import addressable_id, log_unaddressable
-from shift_provider.state_machine import step_for
 
 
 def migration_run_id(migration: Migration, lock_version: Any = None) -> str:

@@ -27,14 +27,15 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from shift_provider import instant_ddl, run_state
-from shift_provider.codes import Status
-from shift_provider.copy_run import CopyRun
-from shift_provider.copy_slot import CopySlot, lock_name
+from shift_provider import run_state
+from shift_provider.contract.codes import Status
+from shift_provider.contract.models import Migration
+from shift_provider.contract.state_file import load_state, save_state
+from shift_provider.engine import instant_ddl
+from shift_provider.engine.copy_run import CopyRun
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.models import Migration
+from shift_provider.mysql.copy_slot import CopySlot, lock_name
 from shift_provider.operators.base import ShiftMigrationOperator, describe, refuse_terminal
-from shift_provider.state_file import load_state, save_state
 
 
 class CopyOperator(ShiftMigrationOperator):

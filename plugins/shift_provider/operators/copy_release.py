@@ -13,11 +13,11 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
+from shift_provider.contract.models import Migration, MigrationLifecycle
+from shift_provider.contract.state_file import MigrationState, load_state
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.models import Migration, MigrationLifecycle
 from shift_provider.operators.base import ShiftMigrationOperator, describe
-from shift_provider.state_file import MigrationState, load_state
 
 
 def copy_release_reason(current: MigrationLifecycle, state: MigrationState, stale_after: float) -> str | None:

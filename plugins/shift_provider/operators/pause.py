@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shift_provider.codes import Status
-from shift_provider.models import Migration
+from shift_provider.contract.codes import Status
+from shift_provider.contract.models import Migration
 from shift_provider.operators.copy_release import ReleaseWaitingOperator, wait_for_copy_release
 
 

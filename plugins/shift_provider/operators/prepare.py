@@ -14,17 +14,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from shift_provider import (admission, bounded_ddl, final_insert_check, foreign_keys, instant_ddl, leftovers, ptosc,
-                            schema_ops, trigger_safety, unique_keys)
-from shift_provider.bounded_ddl import LockBound
-from shift_provider.codes import TABLE_TYPES, Action, Mode, Status
+from shift_provider import ptosc
+from shift_provider.contract.codes import TABLE_TYPES, Action, Mode, Status
+from shift_provider.contract.models import Migration
+from shift_provider.engine import (final_insert_check, foreign_keys, instant_ddl, leftovers, trigger_safety,
+                                   unique_keys)
+from shift_provider.engine.final_insert import check_shape
 from shift_provider.exceptions import MigrationStepError, PtOscError
-from shift_provider.final_insert import check_shape
-from shift_provider.models import Migration
+from shift_provider.mysql import admission, bounded_ddl, schema_ops
+from shift_provider.mysql.bounded_ddl import LockBound
+from shift_provider.mysql.sql import ParsedDDL, parse_ddl, qualified
 from shift_provider.operators.base import ShiftMigrationOperator
-from shift_provider.ptosc_process import ChildProcess
-from shift_provider.sql import ParsedDDL, parse_ddl, qualified
-
+from shift_provider.ptosc.process import ChildProcess
 
 
 def checked_ddl(migration: Migration) -> ParsedDDL:

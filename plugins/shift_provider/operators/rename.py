@@ -36,21 +36,20 @@ the runner can finish a half-done rename: clear the task to finish it.
 from __future__ import annotations
 
 import logging
-
 import sys
-
 from typing import Any
 
-from shift_provider import (final_insert, foreign_key_names, instant_ddl, leftovers, ptosc, rename_steps, schema_ops,
-                            table_definition, unique_keys)
-from shift_provider.bounded_ddl import LockBound
-from shift_provider.codes import Status
+from shift_provider import ptosc
+from shift_provider.contract.codes import Status
+from shift_provider.contract.models import Migration
+from shift_provider.contract.state_file import MigrationState, load_state, save_state
+from shift_provider.engine import abandon_copy, final_insert, instant_ddl, leftovers, rename_steps, unique_keys
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.models import Migration
+from shift_provider.mysql import foreign_key_names, schema_ops, table_definition
+from shift_provider.mysql.bounded_ddl import LockBound
+from shift_provider.mysql.sql import timestamped_name
 from shift_provider.operators.base import PERMANENT_ERRORS, ShiftMigrationOperator
 from shift_provider.ptosc import alter_clause
-from shift_provider.sql import timestamped_name
-from shift_provider.state_file import MigrationState, load_state, save_state
 
 SUBSTEPS = ("swap", "foreign_keys", "drop_triggers", "retire", "stats", "final_insert")
 
@@ -234,7 +233,7 @@ class RenameOperator(ShiftMigrationOperator):
                 "file it again against the table as it is now")
     def checksum_again(self, hook, migration: Migration, state: MigrationState) -> None:
         """``checksum_at_rename``: the whole content checksum once more, right before the swap."""
-        from shift_provider import checksum
+        from shift_provider.engine import checksum
 
         result = checksum.compare(
             hook, migration.database, migration.table, state.new_table,
@@ -298,8 +297,8 @@ class RenameOperator(ShiftMigrationOperator):
             return
         hook, migration, state = self._abandon
         try:
-            done = schema_ops.abandon_copy(hook, self.settings, migration.database, migration.table,
-                                           state.new_table, self.log)
+            done = abandon_copy.abandon(hook, self.settings, migration.database, migration.table, state.new_table,
+                                       self.log)
             state.triggers = []
             save_state(self.api, state)
             message = f"rename refused: the copy will not be used, so {done}"

@@ -24,17 +24,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from shift_provider import bounded_ddl, leftovers, run_state, schema_ops, table_definition
-from shift_provider.bounded_ddl import LockBound
-from shift_provider.codes import TABLE_TYPES, Action, Mode, Status
+from shift_provider import run_state
+from shift_provider.contract.codes import TABLE_TYPES, Action, Mode, Status
+from shift_provider.contract.models import Migration
+from shift_provider.contract.state_file import MigrationState, load_state, save_state
+from shift_provider.contract.state_machine import copy_kind
+from shift_provider.engine import leftovers
+from shift_provider.engine.final_insert import run_once
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.final_insert import run_once
-from shift_provider.models import Migration
+from shift_provider.mysql import bounded_ddl, schema_ops, table_definition
+from shift_provider.mysql.bounded_ddl import LockBound
+from shift_provider.mysql.sql import qualified, timestamped_name
 from shift_provider.operators.base import PERMANENT_ERRORS, ShiftMigrationOperator
 from shift_provider.operators.prepare import checked_ddl, describe
-from shift_provider.sql import qualified, timestamped_name
-from shift_provider.state_file import MigrationState, load_state, save_state
-from shift_provider.state_machine import copy_kind
 
 DDL_STARTED = "run_ddl:ddl_started"
 DDL_DONE = "run_ddl:ddl"

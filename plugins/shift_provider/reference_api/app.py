@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from shift_provider.codes import FileType
+from shift_provider.contract.codes import FileType
 from shift_provider.reference_api import page
 from shift_provider.reference_api.store import ClusterAddress, Invalid, NotFound, Store
 

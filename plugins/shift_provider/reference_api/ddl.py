@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shift_provider.codes import Action, Mode, RunType
+from shift_provider.contract.codes import Action, Mode, RunType
 
 _NAME = r"(?:`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"
 _VIEW_OPTIONS = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
 
 _ROWS = (
     ("cluster", "cluster_name"), ("database", "database"), ("table", "table"), ("run host", "run_host"),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from shift_provider.codes import Action, FileType, Mode, RunType, Status
+from shift_provider.contract.codes import Action, FileType, Mode, RunType, Status
 from shift_provider.reference_api.ddl import DdlError, parse_ddl
 
 MACHINE = (0, 3, 5, 9, 11)

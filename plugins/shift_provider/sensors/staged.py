@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
+from airflow.sdk.exceptions import AirflowException
 
+from shift_provider.contract.staged_ids import log_unaddressable, split
 from shift_provider.settings import get_settings
-from shift_provider.staged_ids import log_unaddressable, split
 from shift_provider.triggers.staged import StagedMigrationsTrigger, is_new
 
 

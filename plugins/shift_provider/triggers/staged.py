@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from shift_provider.staged_ids import log_unaddressable, split
+from shift_provider.contract.staged_ids import log_unaddressable, split
 from shift_provider.triggers.shared_poll import SharedStagedPoller
 
 

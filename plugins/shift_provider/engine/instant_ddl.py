@@ -31,18 +31,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider import bounded_ddl, leftovers, rename_steps, table_definition
-from shift_provider.bounded_ddl import LockBound
-from shift_provider.codes import Status
+from shift_provider.contract.codes import Status
+from shift_provider.contract.models import Migration
+from shift_provider.contract.state_file import MigrationState, load_state, save_state
+from shift_provider.engine import leftovers, rename_steps
+from shift_provider.engine.copy_run import CopyRun
+from shift_provider.engine.final_insert import BOOKKEEPING_DB
 from shift_provider.exceptions import MigrationStepError, PtOscError
-from shift_provider.final_insert import BOOKKEEPING_DB
-from shift_provider.models import Migration
-from shift_provider.nondeterministic import nondeterministic_default
-from shift_provider.copy_run import CopyRun
+from shift_provider.mysql import bounded_ddl, table_definition
+from shift_provider.mysql.bounded_ddl import LockBound
+from shift_provider.mysql.nondeterministic import nondeterministic_default
+from shift_provider.mysql.sql import qualified, quote_ident, specifications
 from shift_provider.ptosc import alter_clause
 from shift_provider.settings import Settings
-from shift_provider.sql import qualified, quote_ident, specifications
-from shift_provider.state_file import MigrationState, load_state, save_state
 
 ER_ALTER_OPERATION_NOT_SUPPORTED = 1845
 ER_ALTER_OPERATION_NOT_SUPPORTED_REASON = 1846

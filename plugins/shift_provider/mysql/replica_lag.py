@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shift_provider.sql import qualified
+from shift_provider.mysql.sql import qualified
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_METHODS = ("processlist", "hosts")

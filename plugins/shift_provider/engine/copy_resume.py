@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shift_provider import leftovers, ptosc, ptosc_checkpoint, schema_ops, table_definition
-from shift_provider.models import Migration
-from shift_provider.state_file import MigrationState
+from shift_provider import ptosc
+from shift_provider.contract.models import Migration
+from shift_provider.contract.state_file import MigrationState
+from shift_provider.engine import leftovers
+from shift_provider.mysql import schema_ops, table_definition
+from shift_provider.ptosc import checkpoint as ptosc_checkpoint
 
 
 def trigger_created(hook, database: str, table: str) -> dict[str, str]:

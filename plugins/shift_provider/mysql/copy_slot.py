@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shift_provider.models import Migration
+from shift_provider.contract.models import Migration
 
 LOCK_PREFIX = "shift_copy:"
 # Longer than any copy: the server must not drop the idle lock-holding connection mid-copy.

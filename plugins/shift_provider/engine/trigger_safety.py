@@ -22,10 +22,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shift_provider import bounded_ddl
-from shift_provider.final_insert import BOOKKEEPING_DB
-from shift_provider.models import Migration
-from shift_provider.sql import qualified, quote_ident
+from shift_provider.contract.models import Migration
+from shift_provider.engine.final_insert import BOOKKEEPING_DB
+from shift_provider.mysql import bounded_ddl
+from shift_provider.mysql.sql import qualified, quote_ident
 
 DATA_CHECK_SECONDS = 60  # one bounded scan per narrowed column; a timeout is reported, not refused
 SAMPLES = 3

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from shift_provider import bounded_ddl, foreign_key_names, schema_ops, statement_log, table_definition
-from shift_provider.bounded_ddl import LockBound, LockBoundExceeded
+from shift_provider.mysql import foreign_key_names
 from shift_provider.exceptions import MigrationStepError
+from shift_provider.mysql import bounded_ddl, schema_ops, statement_log, table_definition
+from shift_provider.mysql.bounded_ddl import LockBound, LockBoundExceeded
+from shift_provider.mysql.sql import qualified, quote_ident, specifications
 from shift_provider.settings import Settings
-from shift_provider.sql import qualified, quote_ident, specifications
 
 # Below this many rows (information_schema's estimate, for both tables) the row counts are
 # compared exactly with COUNT(*) inside one consistent snapshot: about 0.2 s per million rows.

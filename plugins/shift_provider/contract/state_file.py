@@ -73,7 +73,7 @@ class MigrationState:
 
 def load_state(api, migration_id: int) -> MigrationState:
     """Read the state file from shift (None/404 -> a fresh state)."""
-    from shift_provider.codes import FileType
+    from shift_provider.contract.codes import FileType
 
     return MigrationState.from_yaml(api.get_file(migration_id, FileType.STATE), migration_id)
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 import hashlib
 import re
 
-from shift_provider import bounded_ddl
-from shift_provider.bounded_ddl import LockBound
+from shift_provider.contract.models import Migration
+from shift_provider.engine.final_insert import BOOKKEEPING_DB, check_shape
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.final_insert import BOOKKEEPING_DB, check_shape
-from shift_provider.models import Migration
-from shift_provider.sql import qualified, quote_ident, tokenize
+from shift_provider.mysql import bounded_ddl
+from shift_provider.mysql.bounded_ddl import LockBound
+from shift_provider.mysql.sql import qualified, quote_ident, tokenize
 
 _PREPARED = "_shift_final_insert_check"
 CLIENT_ERRORS = 2000  # MySQL client error codes (connection lost, server gone) start here

@@ -2,7 +2,7 @@
 
 Its methods are the named sub-steps of a copy, in order: pin the run host, load the
 state document, refuse another migration's leftovers, decide whether to resume from
-the checkpoint (``copy_resume``), run pt-osc (``ptosc_process``) while streaming its
+the checkpoint (``copy_resume``), run pt-osc (``ptosc.process``) while streaming its
 output, publishing progress and watching shift for a pause, a cancel or the stop file,
 then verify the shadow's content (``checksum``) and conclude. The copy task
 (``operators.copy``) runs it at copy in progress; the rename task runs ``InlineCopyRun``
@@ -21,16 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shift_provider import (bounded_ddl, copy_resume, leftovers, ptosc, ptosc_checkpoint, replica_lag, schema_ops,
-                            table_definition, unique_keys)
-from shift_provider.bounded_ddl import LockBound
-from shift_provider.codes import Status
-from shift_provider.exceptions import MigrationStepError, PtOscError
-from shift_provider.log_shipper import LOG_FILE_NAME, LogShipper
-from shift_provider.models import Migration
-from shift_provider.ptosc_process import ChildProcess, OutputLine
-from shift_provider.sql import qualified
-from shift_provider.state_file import MigrationState, load_state, save_state
+from shift_provider import ptosc
+from shift_provider.contract.codes import Status
+from shift_provider.contract.models import Migration
+from shift_provider.contract.state_file import MigrationState, load_state, save_state
+from shift_provider.engine import abandon_copy, copy_resume, leftovers, unique_keys
+from shift_provider.exceptions import CopyKilled, MigrationStepError, PtOscError
+from shift_provider.mysql import bounded_ddl, replica_lag, schema_ops, table_definition
+from shift_provider.mysql.bounded_ddl import LockBound
+from shift_provider.mysql.sql import qualified
+from shift_provider.ptosc import checkpoint as ptosc_checkpoint
+from shift_provider.ptosc.log_shipper import LOG_FILE_NAME, LogShipper
+from shift_provider.ptosc.process import ChildProcess, OutputLine
 
 if TYPE_CHECKING:  # the operator running this copy (the copy's or the rename's)
     from shift_provider.operators.base import ShiftMigrationOperator
@@ -457,9 +459,7 @@ class CopyRun:
         m = self.migration
         if result.stop_reason == "killed":
             self.finalize_killed()
-            from airflow.sdk.exceptions import AirflowTaskTerminated
-
-            raise AirflowTaskTerminated(f"copy of migration {m.id} was killed; pt-osc stopped, migration offered back")
+            raise CopyKilled(f"copy of migration {m.id} was killed; pt-osc stopped, migration offered back")
         if result.stop_reason is not None:
             return self.conclude_stopped(result.stop_reason)
         if result.exit_code == 0 and ptosc.is_clean_stderr_end(result.last_stderr) and not self._copy_warnings:
@@ -498,17 +498,15 @@ class CopyRun:
         triggers = self.verified_leftovers()
         self.end_progress(100, 0, f"copy done: 100% of `{m.database}`.`{m.table}` copied into "
                                   f"`{self.state.new_table}`")
-        from shift_provider import checksum
+        from shift_provider.engine import checksum
 
         try:
             self.verify_content()
         except checksum.ChecksumStopped as stop:
             if stop.reason == "killed":
                 self.finalize_killed()
-                from airflow.sdk.exceptions import AirflowTaskTerminated
-
-                raise AirflowTaskTerminated(f"copy of migration {m.id} was killed during its checksum; "
-                                            "migration offered back") from None
+                raise CopyKilled(f"copy of migration {m.id} was killed during its checksum; "
+                                 "migration offered back") from None
             return self.conclude_stopped(stop.reason)
         self.state.copy_status = "succeeded"
         self.sync_state(self.api)
@@ -520,8 +518,8 @@ class CopyRun:
 
     def verify_content(self) -> None:
         """Prove the shadow holds the original's rows (content checksum) before awaiting the rename."""
-        from shift_provider import checksum
-        from shift_provider.rename_steps import alter_expectations
+        from shift_provider.engine import checksum
+        from shift_provider.engine.rename_steps import alter_expectations
 
         m = self.migration
         self.state.copy_status = "verifying"
@@ -563,7 +561,7 @@ class CopyRun:
     def between_checksum_chunks(self) -> None:
         """What ``periodic`` does while pt-osc runs, between the checksum's chunks: a kill, pause,
         cancel or the stop file stops it (``ChecksumStopped``); the log and state keep syncing."""
-        from shift_provider import checksum
+        from shift_provider.engine import checksum
 
         if self._kill_requested:
             raise checksum.ChecksumStopped("killed")
@@ -611,7 +609,7 @@ class CopyRun:
         cleans up anyway. The partial shadow table stays for a look; a resume or cancel removes it."""
         m = self.migration
         try:
-            names = schema_ops.remove_copy_triggers(self.hook, self.settings, m.database, m.table, self.log)
+            names = abandon_copy.remove_triggers(self.hook, self.settings, m.database, m.table, self.log)
         except Exception as exc:  # still report the copy's error; say what is left
             self.note(f"the copy failed and its triggers could not be removed ({exc}); they stay on "
                       f"`{m.database}`.`{m.table}` until a resume or cancel removes them")

@@ -3,7 +3,7 @@
 # Why a plugin and not a patched copy of the tool: pt-osc 3.2.1's own NibbleIterator already
 # starts at a saved boundary (its `resume` argument, which pt-table-checksum uses); pt-osc just
 # never passes one. This file passes it, and writes a checkpoint after every chunk, without a
-# line of the stock script changed. The Python side (shift_provider.ptosc_checkpoint) only uses
+# line of the stock script changed. The Python side (shift_provider.ptosc.checkpoint) only uses
 # it with the exact stock script whose checksum it knows, because it wraps these internals:
 #
 #   NibbleIterator::new     gets `resume => {lower_boundary, upper_boundary}` on a resume, and

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.sql import qualified, quote_ident
+from shift_provider.mysql.sql import qualified, quote_ident
 
 TARGET_CHUNK_SECONDS = 0.5
 PAUSE_FRACTION = 0.6  # after each chunk, sleep this fraction of the time it took (see Checksummer._run)

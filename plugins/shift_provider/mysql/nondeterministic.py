@@ -9,7 +9,7 @@ clock, sequence or session function is copied by pt-osc.
 
 from __future__ import annotations
 
-from shift_provider.sql import tokenize
+from shift_provider.mysql.sql import tokenize
 
 NONDETERMINISTIC = frozenset({
     "RAND", "RANDOM_BYTES", "UUID", "UUID_SHORT", "SYS_GUID",

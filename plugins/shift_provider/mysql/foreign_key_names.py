@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shift_provider import bounded_ddl, statement_log
-from shift_provider.bounded_ddl import LockBound
-from shift_provider.sql import MAX_NAME, qualified, quote_ident
+from shift_provider.mysql import bounded_ddl, statement_log
+from shift_provider.mysql.bounded_ddl import LockBound
+from shift_provider.mysql.sql import MAX_NAME, qualified, quote_ident
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from shift_provider.codes import Action, Mode
+from shift_provider.contract.codes import Action, Mode
 
 MAX_NAME = 64
 

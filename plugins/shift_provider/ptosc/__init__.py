@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from shift_provider import admission
-from shift_provider.codes import RunType
+from shift_provider.contract.codes import RunType
+from shift_provider.contract.models import Migration
+from shift_provider.mysql import admission
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.models import Migration
+from shift_provider.mysql.sql import MAX_NAME, parse_ddl
 from shift_provider.settings import Settings
-from shift_provider.sql import MAX_NAME, parse_ddl
 
 # pt-osc 3.x exit codes (from the tool's own %exit_status table).
 EXIT_CODES = {

@@ -11,12 +11,12 @@ finds some, and runs pt-osc with ``--no-check-unique-key-change``.
 
 from __future__ import annotations
 
-from shift_provider import bounded_ddl
+from shift_provider.contract.models import Migration
+from shift_provider.engine.final_insert import BOOKKEEPING_DB
+from shift_provider.engine.trigger_safety import QUERY_TIMEOUT_ERRORS, altered_copy, bounded_select, renamed_columns
 from shift_provider.exceptions import MigrationStepError, ShiftError
-from shift_provider.final_insert import BOOKKEEPING_DB
-from shift_provider.models import Migration
-from shift_provider.sql import qualified, quote_ident
-from shift_provider.trigger_safety import QUERY_TIMEOUT_ERRORS, altered_copy, bounded_select, renamed_columns
+from shift_provider.mysql import bounded_ddl
+from shift_provider.mysql.sql import qualified, quote_ident
 
 CHECK_SECONDS = 300  # one GROUP BY per new key
 SAMPLES = 3

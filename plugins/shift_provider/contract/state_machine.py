@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from shift_provider.codes import Action, Status
+from shift_provider.contract.codes import Action, Status
+from shift_provider.contract.models import Migration
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.models import Migration
 
 
 class Step(str, Enum):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from shift_provider.sql import qualified
+from shift_provider.mysql.sql import qualified
 
 _NAME = re.compile(r"^(?P<head>[A-Z ]*?)\s*`(?P<name>(?:[^`]|``)+)`")
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")

@@ -14,8 +14,8 @@ rename. Each refusal is one sentence a requester can act on.
 
 from __future__ import annotations
 
-from shift_provider.codes import Action, Mode
-from shift_provider.sql import ParsedDDL, alter_items, tokenize
+from shift_provider.contract.codes import Action, Mode
+from shift_provider.mysql.sql import ParsedDDL, alter_items, tokenize
 
 # Engines that keep rows on disk like the table had them. BLACKHOLE discards every row,
 # MEMORY loses them at restart, MERGE/FEDERATED/CONNECT/SPIDER read other tables or servers.

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shift_provider import bounded_ddl, foreign_key_names
-from shift_provider.bounded_ddl import LockBound
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.ptosc import TRIGGER_PREFIX as PTOSC_TRIGGER_PREFIX
+from shift_provider.mysql import bounded_ddl, foreign_key_names
+from shift_provider.mysql.bounded_ddl import LockBound
+from shift_provider.mysql.sql import qualified, quote_ident, timestamped_name
 from shift_provider.settings import Settings
-from shift_provider.sql import qualified, quote_ident, timestamped_name
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,6 @@ def triggers_on(hook, database: str, table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def ptosc_triggers(hook, database: str, table: str) -> list[str]:
-    """The triggers pt-osc left on a table (named pt_osc_<db>_<table>_ins/upd/del)."""
-    return [name for name in triggers_on(hook, database, table) if name.startswith(PTOSC_TRIGGER_PREFIX)]
-
-
 def drop_triggers(hook, database: str, names: list[str], bound: LockBound, log=None) -> None:
     """DROP TRIGGER locks the live table like any DDL: under the lock bound, never an open-ended wait."""
     if names:
@@ -117,26 +111,3 @@ def retire_table(hook, settings: Settings, database: str, table: str, now: datet
     bounded_ddl.run(hook, [f"RENAME TABLE {qualified(database, table)} TO {qualified(target_db, target)}"], bound,
                     f"RENAME TABLE `{database}`.`{table}` to pending drops", log)
     return f"{target_db}.{target}"
-
-
-def remove_copy_triggers(hook, settings: Settings, database: str, table: str, log=None) -> list[str]:
-    """Drop pt-osc's triggers from the live table (bounded); returns their names.
-
-    Once the shadow table will not be used, the triggers only burden (or, when the shadow
-    table cannot take a row the application writes, break) every write to the table.
-    """
-    names = ptosc_triggers(hook, database, table)
-    drop_triggers(hook, database, names, LockBound.of(settings), log)
-    return names
-
-
-def abandon_copy(hook, settings: Settings, database: str, table: str, new_table: str, log=None) -> str:
-    """A copy that will never be swapped in: its triggers off the live table, its shadow table to pending drops.
-
-    Triggers first, so no write reaches the shadow table any more. Idempotent. Returns what it did.
-    """
-    names = remove_copy_triggers(hook, settings, database, table, log)
-    done = [f"dropped triggers {names}" if names else "no triggers left"]
-    if table_exists(hook, database, new_table):
-        done.append(f"shadow table `{new_table}` -> {retire_table(hook, settings, database, new_table, log=log)}")
-    return "; ".join(done)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.sql import has_comment, has_statement_separator, qualified, quote_ident
+from shift_provider.mysql.sql import has_comment, has_statement_separator, qualified, quote_ident
 
 BOOKKEEPING_DB = "_shift_runner"
 MARKER_TABLE = "final_inserts"

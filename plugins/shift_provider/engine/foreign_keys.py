@@ -14,7 +14,7 @@ parent or collides in pending drops.
 
 from __future__ import annotations
 
-from shift_provider.sql import tokenize
+from shift_provider.mysql.sql import tokenize
 
 
 def _describe(rows) -> list[str]:

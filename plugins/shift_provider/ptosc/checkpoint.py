@@ -1,7 +1,7 @@
 """pt-osc's checkpoint: the plugin that writes it after every chunk, and which pt-osc can run it.
 
 pt-osc 3.2.1 has no --resume, but its NibbleIterator starts at a saved boundary when
-asked; ``ptosc_checkpoint.pm`` (a ``--plugin``) asks, and writes after every chunk
+asked; ``checkpoint.pm`` (a ``--plugin``) asks, and writes after every chunk
 the chunk's upper boundary, the rows copied and the chunk size (JSON, written to a
 temp file then renamed, so a reader never sees half a file). The plugin wraps pt-osc
 internals, so it is only used with a script whose checksum is known here (Debian
@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-PLUGIN = Path(__file__).with_name("ptosc_checkpoint.pm")
+PLUGIN = Path(__file__).with_name("checkpoint.pm")
 ENV_CHECKPOINT = "SHIFT_PTOSC_CHECKPOINT"
 ENV_RESUME = "SHIFT_PTOSC_RESUME"
 CHECKPOINT_FILE = "checkpoint.json"

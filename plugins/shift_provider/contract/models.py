@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from shift_provider.codes import MACHINE_STATUSES, Action, FileType, Mode, RunType, Status  # noqa: F401
+from shift_provider.contract.codes import Action, Mode, RunType, Status
 from shift_provider.exceptions import MalformedMigrationError
 
 MAX_IDENTIFIER_LENGTH = 64
