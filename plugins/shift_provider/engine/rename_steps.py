@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from shift_provider.mysql import foreign_key_names
+from shift_provider import ptosc
 from shift_provider.exceptions import MigrationStepError
-from shift_provider.mysql import bounded_ddl, schema_ops, statement_log, table_definition
+from shift_provider.mysql import bounded_ddl, foreign_key_names, schema_ops, statement_log, table_definition
 from shift_provider.mysql.bounded_ddl import LockBound, LockBoundExceeded
 from shift_provider.mysql.sql import qualified, quote_ident, specifications
 from shift_provider.settings import Settings
@@ -318,7 +318,7 @@ def swap_tables(hook, database: str, table: str, new_table: str, old_table: str,
 def leftover_triggers(hook, database: str, old_table: str, known: list[str]) -> list[str]:
     """pt-osc's triggers (or the state file's) that followed the old table through the swap."""
     return [name for name in schema_ops.triggers_on(hook, database, old_table)
-            if name.startswith(schema_ops.PTOSC_TRIGGER_PREFIX) or name in known]
+            if name.startswith(ptosc.TRIGGER_PREFIX) or name in known]
 
 
 def retire_target(settings: Settings, database: str, old_table: str) -> tuple[str, str] | None:

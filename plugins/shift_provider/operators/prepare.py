@@ -17,8 +17,7 @@ from typing import Any
 from shift_provider import ptosc
 from shift_provider.contract.codes import TABLE_TYPES, Action, Mode, Status
 from shift_provider.contract.models import Migration
-from shift_provider.engine import (final_insert_check, foreign_keys, instant_ddl, leftovers, trigger_safety,
-                                   unique_keys)
+from shift_provider.engine import final_insert_check, foreign_keys, instant_ddl, leftovers, trigger_safety, unique_keys
 from shift_provider.engine.final_insert import check_shape
 from shift_provider.exceptions import MigrationStepError, PtOscError
 from shift_provider.mysql import admission, bounded_ddl, schema_ops

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from shift_provider.contract.codes import RunType
 from shift_provider.contract.models import Migration
-from shift_provider.mysql import admission
 from shift_provider.exceptions import MigrationStepError
+from shift_provider.mysql import admission
 from shift_provider.mysql.sql import MAX_NAME, parse_ddl
 from shift_provider.settings import Settings
 
