@@ -142,3 +142,12 @@ def test_wait_trigger_serialization_round_trip():
     classpath, kwargs = trigger.serialize()
     assert classpath == "shift_provider.triggers.migration_wait.MigrationWaitTrigger"
     assert MigrationWaitTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_every_trigger_serializes_every_constructor_argument():
+    """The triggerer rebuilds a trigger from serialize(): an argument missing there would be lost."""
+    import inspect
+
+    for trigger in (StagedMigrationsTrigger, MigrationWaitTrigger):
+        parameters = set(inspect.signature(trigger.__init__).parameters) - {"self"}
+        assert set(trigger.ARGUMENTS) == parameters, trigger

@@ -130,13 +130,8 @@ def _strict_code_value(value: Any, name: str) -> int:
     return int(str(value).strip())
 
 
-class MigrationLifecycle(BaseModel):
-    """A migration as ``show`` and the runner's POSTs answer it: the bare Rails row.
-
-    It has no table, host or port (Rails adds those only to ``staged``), so it is read
-    for the lifecycle fields alone: status, staged, lock_version, run_host,
-    copy_percentage, error_message.
-    """
+class _MigrationRow(BaseModel):
+    """The fields every answer about a migration carries, and the checks of those and of both models' texts."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -146,28 +141,38 @@ class MigrationLifecycle(BaseModel):
     lock_version: int | None = None
     run_host: str | None = None
     copy_percentage: float | None = None
-    error_message: str | None = None
 
-    @field_validator("id", "lock_version", mode="before")
+    @field_validator("id", "lock_version", mode="before", check_fields=False)
     @classmethod
     def _lifecycle_int(cls, value: Any, info) -> Any:
         if value is None and info.field_name == "lock_version":
             return None
         return _strict_integer(value, info.field_name)
 
-    @field_validator("status", mode="before")
+    @field_validator("status", mode="before", check_fields=False)
     @classmethod
     def _lifecycle_status(cls, value: Any) -> Any:
         if value is None:
             raise ValueError("status is missing")
         return _strict_code_value(value, "status")
 
-    @field_validator("run_host", "error_message", mode="before")
+    @field_validator("run_host", "error_message", "cluster_name", mode="before", check_fields=False)
     @classmethod
-    def _lifecycle_text(cls, value: Any, info) -> Any:
+    def _optional_text(cls, value: Any, info) -> Any:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{info.field_name} must be a string or null, got {value!r}")
         return value
+
+
+class MigrationLifecycle(_MigrationRow):
+    """A migration as ``show`` and the runner's POSTs answer it: the bare Rails row.
+
+    It has no table, host or port (Rails adds those only to ``staged``), so it is read
+    for the lifecycle fields alone: status, staged, lock_version, run_host,
+    copy_percentage, error_message.
+    """
+
+    error_message: str | None = None
 
     @classmethod
     def from_answer(cls, row: Any) -> MigrationLifecycle:
@@ -188,47 +193,33 @@ def claimed_payload(listed: dict[str, Any], claimed: dict[str, Any]) -> dict[str
     return merged
 
 
-class Migration(BaseModel):
+class Migration(_MigrationRow):
     """One staged migration (target and lifecycle); types are strict enough that later steps never re-check."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: int
     database: str
     table: str
     ddl_statement: str
     final_insert: str | None = None
-    staged: bool | None = None
-    status: Status
     host: str
     port: int
     runtype: RunType | None = None
-    run_host: str | None = None
     mode: Mode | None = None
     action: Action | None = None
     custom_options: CustomOptions = CustomOptions()
-    lock_version: int | None = None
     cluster_name: str | None = None
-    copy_percentage: float | None = None
 
-    @field_validator("id", "port", "lock_version", mode="before")
+    @field_validator("port", mode="before")
     @classmethod
-    def _strict_int(cls, value: Any, info) -> Any:
-        if value is None and info.field_name == "lock_version":
-            return None
-        number = _strict_integer(value, info.field_name)
-        if info.field_name == "port" and not 0 < number < 65536:
+    def _port(cls, value: Any) -> int:
+        number = _strict_integer(value, "port")
+        if not 0 < number < 65536:
             raise ValueError(f"port must be between 1 and 65535, got {value!r}")
         return number
 
-    @field_validator("status", "runtype", "mode", "action", mode="before")
+    @field_validator("runtype", "mode", "action", mode="before")
     @classmethod
-    def _strict_code(cls, value: Any, info) -> Any:
-        if value is None:
-            if info.field_name == "status":
-                raise ValueError("status is missing")
-            return None
-        return _strict_code_value(value, info.field_name)
+    def _optional_code(cls, value: Any, info) -> Any:
+        return None if value is None else _strict_code_value(value, info.field_name)
 
     @field_validator("database", "table", mode="before")
     @classmethod
@@ -259,13 +250,6 @@ class Migration(BaseModel):
             raise ValueError(f"{info.field_name} is longer than {MAX_STATEMENT_LENGTH} characters")
         if "\x00" in value:
             raise ValueError(f"{info.field_name} contains a NUL byte")
-        return value
-
-    @field_validator("run_host", "cluster_name", mode="before")
-    @classmethod
-    def _optional_text(cls, value: Any, info) -> Any:
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"{info.field_name} must be a string or null, got {value!r}")
         return value
 
     @field_validator("custom_options", mode="before")

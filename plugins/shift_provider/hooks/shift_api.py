@@ -57,6 +57,34 @@ class _ServerError(Exception):
 
 
 _RETRY_ON = (*RETRYABLE, _ServerError)
+LONGEST_PAUSE = 30.0  # seconds between two attempts, at the most
+
+
+@dataclass(frozen=True)
+class RetryBound:
+    """How long a call keeps trying: at most ``attempts`` tries within ``seconds``, pausing
+    ``delay`` after the first failure and twice as long after each next one (at most 30 s).
+
+    The one backoff of the hook: ordinary calls and the unstage's re-checked retries share it.
+    """
+
+    attempts: int = 5
+    delay: float = 1.0
+    seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("retry_limit is the number of attempts and must be at least 1")
+
+    def pause_after(self, attempt: int) -> float:
+        return min(self.delay * 2 ** (attempt - 1), max(self.delay, LONGEST_PAUSE))
+
+    def gives_up(self, attempt: int, elapsed: float) -> bool:
+        """After failed try ``attempt``, ``elapsed`` seconds in: another try would break the bound."""
+        return attempt >= self.attempts or elapsed + self.pause_after(attempt) >= self.seconds
+
+    def __str__(self) -> str:
+        return f"{self.attempts} attempts, {self.seconds:g}s"
 
 
 @dataclass(frozen=True)
@@ -128,12 +156,8 @@ class ShiftApiHook(HttpHook):
         settings: Any = None,
     ) -> None:
         super().__init__(method="GET", http_conn_id=shift_api_conn_id)
-        if retry_limit < 1:
-            raise ValueError("retry_limit is the number of attempts and must be at least 1")
+        self.retry = RetryBound(retry_limit, retry_delay, max_retry_seconds)
         self.shift_api_conn_id = shift_api_conn_id
-        self.retry_limit = retry_limit
-        self.retry_delay = retry_delay
-        self.max_retry_seconds = max_retry_seconds
         self.timeout = timeout
         self._settings = settings
         self._session: Session | None = None
@@ -221,9 +245,8 @@ class ShiftApiHook(HttpHook):
         """Send with exponential backoff on connection errors, timeouts and 5xx; never on 4xx."""
         started = time.monotonic()
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retry_limit) | tenacity.stop_before_delay(self.max_retry_seconds),
-            wait=tenacity.wait_exponential(multiplier=self.retry_delay, min=self.retry_delay,
-                                           max=max(self.retry_delay, 30.0)),
+            stop=lambda state: self.retry.gives_up(state.attempt_number, state.seconds_since_start or 0.0),
+            wait=lambda state: self.retry.pause_after(state.attempt_number),
             # a TLS failure (bad certificate, untrusted server) will not heal by retrying
             retry=tenacity.retry_if_exception(
                 lambda exc: isinstance(exc, _RETRY_ON) and not isinstance(exc, requests.exceptions.SSLError)),
@@ -239,8 +262,7 @@ class ShiftApiHook(HttpHook):
             attempts = retrying.statistics.get("attempt_number", 1)
             raise ShiftApiError(
                 f"{self._describe(name, method, endpoint)} gave up after {attempts} attempt(s) in "
-                f"{time.monotonic() - started:.1f}s (bound: {self.retry_limit} attempts, "
-                f"{self.max_retry_seconds:g}s): {exc}",
+                f"{time.monotonic() - started:.1f}s (bound: {self.retry}): {exc}",
                 status_code=getattr(exc, "status_code", None),
             ) from exc
         except (requests.RequestException, OSError) as exc:  # bad URL, unreadable cert file, ...
@@ -331,14 +353,13 @@ class ShiftApiHook(HttpHook):
                 )
                 return Claim(stolen=True, uncertain=True)
             elapsed = time.monotonic() - started
-            delay = min(self.retry_delay * 2 ** (attempt - 1), 30.0)
-            if attempt >= self.retry_limit or elapsed + delay >= self.max_retry_seconds:
+            if self.retry.gives_up(attempt, elapsed):
                 raise ShiftApiError(
                     f"shift API call unstage (POST {self.base_url}migrations/unstage) for migration {migration_id} "
                     f"gave up after {attempt} attempt(s) in {elapsed:.1f}s; it is still staged: {failure}",
                     status_code=getattr(failure, "status_code", None),
                 ) from failure
-            time.sleep(delay)
+            time.sleep(self.retry.pause_after(attempt))
 
     def next_step(self, migration_id: int | str) -> dict[str, Any]:
         """status + 1; the server only moves an unstaged machine status, so a retry cannot skip two."""

@@ -79,49 +79,32 @@ def create_app(db_path: str, clusters: Mapping[str, ClusterAddress | tuple[str, 
             return JSONResponse({"message": "File not found"}, 404)
         return found
 
-    @app.post(f"{API}/unstage")
-    async def unstage(request: Request) -> Any:
-        return await call(store.unstage, (await _params(request)).get("id"))
+    def runner_post(name: str, action, *fields: str):
+        """A runner POST: the migration's ``id`` and the named fields, in that order, to the store."""
+        async def endpoint(request: Request) -> Any:
+            p = await _params(request)
+            return await call(action, p.get("id"), *(p.get(field) for field in fields))
 
-    @app.post(f"{API}/next_step")
-    async def next_step(request: Request) -> Any:
-        return await call(store.next_step, (await _params(request)).get("id"))
+        endpoint.__name__ = name
+        return endpoint
 
-    @app.post(f"{API}/complete")
-    async def complete(request: Request) -> Any:
-        return await call(store.complete, (await _params(request)).get("id"))
+    for name, action, fields in (
+        ("unstage", store.unstage, ()), ("next_step", store.next_step, ()), ("complete", store.complete, ()),
+        ("cancel", store.runner_cancel, ()), ("offer", store.offer, ()), ("unpin_run_host", store.unpin_run_host, ()),
+        ("fail", store.fail, ("error_message",)), ("error", store.error, ("error_message",)),
+    ):
+        app.post(f"{API}/{name}")(runner_post(name, action, *fields))
 
-    @app.post(f"{API}/cancel")
-    async def cancel(request: Request) -> Any:
-        return await call(store.runner_cancel, (await _params(request)).get("id"))
+    def file_writer(name: str, append: bool):
+        async def endpoint(request: Request) -> Any:
+            p = await _params(request)
+            return await call(store.write_file, p.get("migration_id"), p.get("file_type"), p.get("contents"), append)
 
-    @app.post(f"{API}/fail")
-    async def fail(request: Request) -> Any:
-        p = await _params(request)
-        return await call(store.fail, p.get("id"), p.get("error_message"))
+        endpoint.__name__ = name
+        return endpoint
 
-    @app.post(f"{API}/error")
-    async def error(request: Request) -> Any:
-        p = await _params(request)
-        return await call(store.error, p.get("id"), p.get("error_message"))
-
-    @app.post(f"{API}/offer")
-    async def offer(request: Request) -> Any:
-        return await call(store.offer, (await _params(request)).get("id"))
-
-    @app.post(f"{API}/unpin_run_host")
-    async def unpin_run_host(request: Request) -> Any:
-        return await call(store.unpin_run_host, (await _params(request)).get("id"))
-
-    @app.post(f"{API}/append_to_file")
-    async def append_to_file(request: Request) -> Any:
-        p = await _params(request)
-        return await call(store.write_file, p.get("migration_id"), p.get("file_type"), p.get("contents"), True)
-
-    @app.post(f"{API}/write_file")
-    async def write_file(request: Request) -> Any:
-        p = await _params(request)
-        return await call(store.write_file, p.get("migration_id"), p.get("file_type"), p.get("contents"), False)
+    app.post(f"{API}/append_to_file")(file_writer("append_to_file", True))
+    app.post(f"{API}/write_file")(file_writer("write_file", False))
 
     # -- human endpoints (shift UI / shift-client) -------------------------------------------
 

@@ -15,8 +15,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 
+from shift_provider.triggers.arguments import ArgumentsTrigger
 from shift_provider.triggers.shared_poll import SharedStagedPoller
 
 # Statuses at which a waiting run has nothing left to wait for.
@@ -35,8 +36,10 @@ def verdict(status: int | None, staged: bool, act_on: list[int]) -> dict[str, An
     return None
 
 
-class MigrationWaitTrigger(BaseTrigger):
+class MigrationWaitTrigger(ArgumentsTrigger):
     """Fires when migration ``migration_id`` is staged at one of ``act_on``, or its life ended."""
+
+    ARGUMENTS = ("migration_id", "act_on", "shift_api_conn_id", "poll_interval", "check_interval")
 
     def __init__(self, migration_id: int, act_on: list[int], shift_api_conn_id: str = "shift_api",
                  poll_interval: float = 5.0, check_interval: float = 300.0) -> None:
@@ -46,14 +49,6 @@ class MigrationWaitTrigger(BaseTrigger):
         self.shift_api_conn_id = shift_api_conn_id
         self.poll_interval = float(poll_interval)
         self.check_interval = float(check_interval)
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            "shift_provider.triggers.migration_wait.MigrationWaitTrigger",
-            {"migration_id": self.migration_id, "act_on": self.act_on,
-             "shift_api_conn_id": self.shift_api_conn_id, "poll_interval": self.poll_interval,
-             "check_interval": self.check_interval},
-        )
 
     def _show(self) -> tuple[int | None, bool]:
         """(status, staged) as ``show`` answers now; status None when the migration is gone."""

@@ -7,9 +7,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 
 from shift_provider.contract.staged_ids import log_unaddressable, split
+from shift_provider.triggers.arguments import ArgumentsTrigger
 from shift_provider.triggers.shared_poll import SharedStagedPoller
 
 
@@ -22,7 +23,7 @@ def is_new(entry: Any) -> bool:
     return not isinstance(status, int) or isinstance(status, bool) or status == 0
 
 
-class StagedMigrationsTrigger(BaseTrigger):
+class StagedMigrationsTrigger(ArgumentsTrigger):
     """Fires once ``staged`` lists something the sensor DAG should claim (and the stop file is absent).
 
     A migration at preparing (0) fires at once: its run starts with the claim. A migration
@@ -33,6 +34,8 @@ class StagedMigrationsTrigger(BaseTrigger):
     are logged once (``already_logged``: those the sensor logged) and never fire it.
     """
 
+    ARGUMENTS = ("poll_interval", "shift_api_conn_id", "stop_file_path", "already_logged", "adopt_after")
+
     def __init__(self, poll_interval: float = 5.0, shift_api_conn_id: str = "shift_api",
                  stop_file_path: str = "", already_logged: list[str] | None = None,
                  adopt_after: float = 30.0) -> None:
@@ -42,14 +45,6 @@ class StagedMigrationsTrigger(BaseTrigger):
         self.stop_file_path = stop_file_path
         self.already_logged = list(already_logged or [])
         self.adopt_after = float(adopt_after)
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            "shift_provider.triggers.staged.StagedMigrationsTrigger",
-            {"poll_interval": self.poll_interval, "shift_api_conn_id": self.shift_api_conn_id,
-             "stop_file_path": self.stop_file_path, "already_logged": self.already_logged,
-             "adopt_after": self.adopt_after},
-        )
 
     def due(self, poller: SharedStagedPoller, staged: list[Any]) -> list[Any]:
         """The entries to claim now: new ones, and others nobody claimed for ``adopt_after`` seconds."""
