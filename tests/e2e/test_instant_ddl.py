@@ -98,11 +98,18 @@ def e2e(airflow_home, shift_api, shift_settings, primary, database):
     return shift_api
 
 
+def tablespace_of(server, database: str, table: str) -> tuple:
+    """(table id, tablespace id) of an InnoDB table: both change when its rows are copied or rebuilt."""
+    return tuple(server.query("SELECT TABLE_ID, SPACE FROM information_schema.INNODB_SYS_TABLES WHERE NAME = %s",
+                              (f"{database}/{table}",))[0])
+
+
 def test_instant_alter_copies_nothing_and_applies_at_rename(e2e, primary, database):
     create_sample_table(primary, database, "t", ROWS)
     writer = BackgroundWriter(primary, database, "t").start()
     try:
         mid, prepare = prepared(e2e, database, "ALTER TABLE t ADD COLUMN salary INT NULL")
+        tablespace_before = tablespace_of(primary, database, "t")
         with PtOscWatcher(primary, database) as watcher:
             copy = copy_step(e2e, mid)
             detect = xcoms(prepare)["prepare.detect_instant_ddl"]
@@ -121,7 +128,9 @@ def test_instant_alter_copies_nothing_and_applies_at_rename(e2e, primary, databa
         writer.stop()
         renamed = xcoms(rename)["rename"]
         assert renamed["instant_ddl_outcome"] == "applied"
-        assert renamed["instant_ddl_seconds"] < 0.5, renamed
+        # Metadata only: the same InnoDB table and tablespace (a copy or rebuild makes new ones).
+        assert tablespace_of(primary, database, "t") == tablespace_before
+        assert renamed["instant_ddl_seconds"] >= 0, renamed
         assert watcher.polls > 20 and not watcher.shadow_seen and not watcher.triggers_seen
         done = e2e.migration(mid)
         assert done["status"] == 8
