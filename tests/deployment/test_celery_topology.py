@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import signal
 import threading
 import time
-import uuid
 
 import pytest
 
 from tests.support.deployment import WORKERS, Deployment, ptosc_processes, wait_for, worker_of
-from tests.support.shift_api import shift_client
+from tests.support.deployment_steps import (
+    client,
+    file_migration,
+    migration,
+    new_database,
+    prepared,
+    ti_of,
+    wait_status,
+)
 from tests.support.tables import (
     BackgroundWriter,
     columns_of,
@@ -39,76 +45,7 @@ LONG_COPY_ROWS = 150000  # ~60-75 s of throttled pt-osc copy (SLOW_COPY): it ove
 TIMINGS: dict[str, float] = {}
 
 
-@pytest.fixture(scope="module")
-def deployment():
-    started = time.monotonic()
-    # SHIFT_DEPLOY_KEEP=1 keeps the workdir (every component's log) for a look afterwards.
-    topology = Deployment(keep_workdir=bool(os.environ.get("SHIFT_DEPLOY_KEEP"))).start()
-    TIMINGS["startup"] = round(time.monotonic() - started, 1)
-    try:
-        yield topology
-        topology.assert_healthy()  # still all up at the end of the module
-    finally:
-        crashed = [c.name for c in topology.crashed()]
-        t = time.monotonic()
-        topology.stop()
-        TIMINGS["teardown"] = round(time.monotonic() - t, 1)
-        print(f"\ndeployment in {topology.workdir} timings: {TIMINGS} components: {topology.timings} "
-              f"crashed: {crashed or 'none'}")
-
-
-@pytest.fixture
-def both_workers(deployment):
-    """Both workers up and taking tasks (a test that stopped one leaves it to the next, or to teardown);
-    every other component still running before and after the test."""
-    deployment.assert_healthy()
-    _restore_workers(deployment)
-    yield deployment
-    deployment.assert_healthy()
-
-
-def _restore_workers(deployment: Deployment) -> None:
-    for name in WORKERS:
-        if not deployment.components[name].alive():
-            deployment.components[name].stop(timeout=5)
-            deployment.start_worker(name)
-        deployment.set_consuming(name, True)
-
-
 # -- helpers ----------------------------------------------------------------------------------
-
-def client(deployment: Deployment, *args: str) -> dict:
-    out = shift_client(*args, url=deployment.shift_api.url)
-    assert out.returncode == 0, f"shift-client {args}: {out.stderr}"
-    data = json.loads(out.stdout) if out.stdout.strip() else {}
-    return data.get("migration", data)
-
-
-def migration(deployment: Deployment, mid: int) -> dict:
-    return deployment.shift_api.migration(mid)
-
-
-def wait_status(deployment: Deployment, mid: int, statuses: set[int], timeout: float) -> dict:
-    def reached():
-        m = migration(deployment, mid)
-        assert m["status"] not in ({10, 13} - statuses), f"migration {mid} went to {m['status']}: {m['error_message']}"
-        return m if m["status"] in statuses else None
-
-    return wait_for(reached, timeout, f"migration {mid} to reach {statuses}", interval=0.3)
-
-
-def new_database(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:6]}"
-
-
-def file_migration(deployment: Deployment, cluster: str, database: str, ddl: str) -> int:
-    return client(deployment, "create", "--cluster", cluster, "--database", database, "--ddl", ddl,
-                  "--requestor", "deployment-tests")["id"]
-
-
-def prepared(deployment: Deployment, mid: int) -> dict:
-    return wait_status(deployment, mid, {1}, 90)
-
 
 def prepared_on_one(deployment: Deployment, prefix: str, rows: int, column: str) -> tuple[str, tuple[int, int], int, str]:
     """A fresh table ``t`` of ``rows`` on cluster one and an ALTER adding ``column``, prepared (1):
@@ -397,14 +334,6 @@ def copy_resume_of(deployment: Deployment, run_id: str, task_id: str) -> dict | 
         return None
     value = entry["value"]
     return value if isinstance(value, dict) else ast.literal_eval(value)
-
-
-def ti_of(deployment: Deployment, run_id: str, task_id: str, state: str) -> dict | None:
-    """The task instance when it is in ``state``, else None."""
-    for ti in deployment.task_instances("shift_migration", run_id):
-        if ti["task_id"] == task_id and ti["state"] == state:
-            return ti
-    return None
 
 
 def test_one_copy_at_a_time_per_cluster_while_the_other_cluster_copies_in_parallel(both_workers):
