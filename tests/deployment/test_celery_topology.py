@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 
-
 from tests.support.deployment import WORKERS, Deployment, ptosc_processes, wait_for, worker_of
 from tests.support.deployment_steps import (
     client,
