@@ -45,8 +45,8 @@ class StepRule:
 
 
 # status -> (step, success call, failure call). The claim refuses a status with no rule
-# (step_for); a failed step reports with on_failure (ShiftMigrationOperator.report_failure);
-# on_success records the call each step makes itself when it ends well.
+# (step_for); a step that ends well calls on_success (ShiftMigrationOperator.report_success),
+# a failed one reports with on_failure (ShiftMigrationOperator.report_failure).
 RULES: dict[tuple[Status, str], StepRule] = {
     # 0: validate, dry run, stats, then awaiting approval (1).
     (Status.PREPARING, "any"): StepRule(Step.PREPARE, Outcome.NEXT_STEP, Outcome.FAIL),

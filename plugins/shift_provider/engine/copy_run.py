@@ -512,7 +512,7 @@ class CopyRun:
         self.sync_state(self.api)
         self.note(f"copy done: shadow table `{self.state.new_table}` and triggers {triggers} are in place; "
                   "moving to awaiting rename")
-        self.api.next_step(m.id)
+        self.op.report_success(m)
         self.ti.xcom_push(key=XCOM_OUTCOME, value="copied")
         return {"outcome": "copied", "new_table": self.state.new_table, "triggers": triggers}
 

@@ -238,7 +238,7 @@ def skip_copy(op, context: Any, migration: Migration) -> dict[str, Any] | None:
     op.tell_shift(migration.id, "copy: nothing to copy: this ALTER is instant on this server (checked again "
                   f"now: {verdict.reason}); no shadow table, no triggers. The table is unchanged "
                   "until the rename, which applies the ALTER with ALGORITHM=INSTANT")
-    op.api.next_step(migration.id)
+    op.report_success(migration)
     return {"outcome": COPY_STATUS}
 
 

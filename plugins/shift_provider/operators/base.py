@@ -175,6 +175,13 @@ class ShiftMigrationOperator(BaseOperator):
             self.report_failure(migration, exc, final=final)
             raise
 
+    def report_success(self, migration: Migration) -> Any:
+        """End the step well: the shift call the state machine's table names for the migration's status
+        (``on_success``: next_step, complete, or none for a cancel). Returns shift's answer."""
+        calls = {Outcome.NEXT_STEP: self.api.next_step, Outcome.COMPLETE: self.api.complete}
+        call = calls.get(rule_for(migration).on_success)
+        return call(migration.id) if call is not None else None
+
     def report_failure(self, migration: Migration, exc: BaseException, *, final: bool) -> None:
         """On the last try, fail (or error) the migration once, unless shift already moved it."""
         if not final:

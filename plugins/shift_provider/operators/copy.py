@@ -137,7 +137,7 @@ class CopyOperator(ShiftMigrationOperator):
         if migration.status != Status.PAUSING:
             raise MigrationStepError(f"migration {migration.id} is at {describe(migration.status)}: not the copy's")
         wait_for_copy_release(self, migration.id, 60.0)
-        self.api.next_step(migration.id)
+        self.report_success(migration)  # paused (12)
         self.log.info("migration %s paused (12): waiting (deferred) for a human to resume or cancel it",
                       migration.id)
         self.defer_until_resumed(migration)

@@ -24,7 +24,7 @@ class PauseOperator(ReleaseWaitingOperator):
 
     def after_release(self, context: Any, migration: Migration) -> Any:
         state = wait_for_copy_release(self, migration.id, self.release_timeout)
-        self.api.next_step(migration.id)
+        self.report_success(migration)
         self.log.info("migration %s paused; shadow table %r and triggers %s kept until it is resumed or canceled",
                       migration.id, state.new_table, state.triggers)
         return {"outcome": "paused", "copy_status": state.copy_status}

@@ -317,7 +317,7 @@ class AdvanceOperator(PrepareStep):
             self.log.info("migration %s is already at %s (%d); not calling next_step again", migration.id,
                           current.status.name.lower(), current.status)
             return
-        answer = self.api.next_step(migration.id)
+        answer = self.report_success(migration)
         status = answer.get("status") if isinstance(answer, dict) else None
         if status is None or int(status) != Status.AWAITING_APPROVAL:
             raise MigrationStepError(

@@ -104,7 +104,7 @@ class RenameOperator(ShiftMigrationOperator):
                 self.send_end_stats(hook, migration, state)
                 self.run_final_insert(hook, migration, state)
                 self.log.info("completing migration %s", migration.id)
-                self.api.complete(migration.id)
+                self.report_success(migration)
                 return applied
             state = self.load_copy_state(migration, hook)  # refused now: pt-osc copied inline; swap as usual
 
@@ -115,7 +115,7 @@ class RenameOperator(ShiftMigrationOperator):
         self.send_end_stats(hook, migration, state)
         self.run_final_insert(hook, migration, state)
         self.log.info("completing migration %s", migration.id)
-        self.api.complete(migration.id)
+        self.report_success(migration)
         return {"old_table": state.old_table, "retired_to": state.retired_to}
 
     def load_copy_state(self, migration: Migration, hook) -> MigrationState:

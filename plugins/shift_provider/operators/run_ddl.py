@@ -239,7 +239,7 @@ class RunDdlOperator(ShiftMigrationOperator):
         self._record(state, FINAL_INSERT_DONE)
 
     def complete(self, migration: Migration) -> None:
-        answer = self.api.complete(migration.id)
+        answer = self.report_success(migration)
         status = answer.get("status") if isinstance(answer, dict) else None
         if status is None or int(status) != Status.COMPLETED:
             raise MigrationStepError(f"shift did not complete migration {migration.id} (status now {status!r})")
