@@ -165,9 +165,11 @@ def test_connection_refused_is_retried_then_reported(use_url):
 
 def test_timeout_is_retried(use_url):
     with ScriptedServer() as server:
-        server.script = [("sleep", 1.5, ("json", 200, [])), ("json", 200, [{"id": 1}])]
+        # The timeout is generous for a loaded machine (the second answer must come within it), the
+        # sleep far longer: the first attempt times out, the second is answered.
+        server.script = [("sleep", 4, ("json", 200, [])), ("json", 200, [{"id": 1}])]
         use_url(server.url)
-        assert ShiftApiHook(retry_limit=3, retry_delay=0.05, timeout=0.3).staged() == [{"id": 1}]
+        assert ShiftApiHook(retry_limit=3, retry_delay=0.05, timeout=2).staged() == [{"id": 1}]
         assert len(server.requests) == 2
 
 
@@ -348,7 +350,7 @@ def real_api():
 @pytest.mark.parametrize("failure", [
     ("forward_then", ("drop",)),
     ("forward_then", ("json", 503, {"error": "proxy lost the answer"})),
-    ("forward_then", ("sleep", 1.5, ("drop",))),
+    ("forward_then", ("sleep", 4, ("drop",))),
 ], ids=["processed_then_dropped", "processed_then_503", "processed_then_timeout"])
 def test_ambiguous_unstage_that_was_processed_is_not_a_win(real_api, use_url, failure):
     mid = real_api.create("ALTER TABLE t ADD COLUMN c INT")["id"]
@@ -356,7 +358,7 @@ def test_ambiguous_unstage_that_was_processed_is_not_a_win(real_api, use_url, fa
         proxy.script_paths = ("migrations/unstage",)
         proxy.script = [failure]
         use_url(proxy.url)
-        claim = ShiftApiHook(retry_limit=3, retry_delay=0.05, timeout=0.5).unstage(mid)
+        claim = ShiftApiHook(retry_limit=3, retry_delay=0.05, timeout=2).unstage(mid)
         assert claim.stolen and claim.uncertain and claim.payload is None
         assert len(proxy.calls("migrations/unstage")) == 1, "never re-sent once it was no longer staged"
         assert proxy.calls(f"migrations/{mid}"), "it re-read the migration before deciding"
