@@ -1,32 +1,42 @@
-"""Real deployment proof: scheduler, dag-processor, triggerer, api-server and two Celery workers.
+"""Real deployment proof, a migration's life: scheduler, dag-processor, triggerer, api-server, two Celery workers.
 
-One topology per module (tests.support.deployment.Deployment): real processes, a Redis
-broker, PostgreSQL metadata, the reference shift API, two MariaDB clusters. A component that
-crashes fails the test (with its log tail); none is restarted. Humans act
-through ``shift-client``; Airflow is read through its REST API (/api/v2). The tests that
-stop worker A come last and start it again.
+One topology per module (tests.support.deployment.Deployment, started by tests/deployment/conftest.py):
+real processes, a Redis broker, PostgreSQL metadata, the reference shift API, two MariaDB clusters.
+A component that crashes fails the test (with its log tail); none is restarted. Humans act through
+``shift-client``; Airflow is read through its REST API (/api/v2), and cleared through it as the UI's
+"Clear" button does. Copies across clusters and lost workers are in test_copies_and_workers.py, on a
+topology of their own, so the two modules run side by side. Every timeout is a liveness bound for a
+loaded 2-core machine, never a speed claim.
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import signal
-import threading
 import time
 
-from tests.support.deployment import WORKERS, Deployment, ptosc_processes, wait_for, worker_of
+from tests.support.deployment import Deployment, ptosc_processes, wait_for
 from tests.support.deployment_steps import (
+    HONOUR_SECONDS,
+    LONG_COPY_ROWS,
+    WORKER_A,
+    WORKER_B,
+    WORKERS,
     client,
+    copy_resume_of,
+    copying_on,
     file_migration,
     migration,
     new_database,
     prepared,
+    prepared_on_one,
+    requests_delete,
+    start_copy_on_worker_a,
+    task_hosts,
     ti_of,
+    timed,
     wait_status,
 )
 from tests.support.tables import (
-    BackgroundWriter,
     columns_of,
     content_checksum,
     create_sample_table,
@@ -34,63 +44,8 @@ from tests.support.tables import (
     triggers_on,
 )
 
-WORKER_A, WORKER_B = WORKERS
-# A liveness bound, not a speed claim (make bench measures claim latency): a pause, cancel or claim
-# is acted on within this even on a loaded 2-core CI machine. The polls it rests on run every 1-2 s
-# (tests/support/deployment.py), far inside it; a sensor rescheduled by the minute would miss it.
-HONOUR_SECONDS = 30
-# ~35-45 s of throttled pt-osc copy (SLOW_COPY: 300 chunks with a 0.1 s pause each), so few chunks cost
-# little CPU: it still overlaps cluster one's copies, and a pause, a kill or the browser lands mid-copy.
-LONG_COPY_ROWS = 60000
 TIMINGS: dict[str, float] = {}
 
-
-# -- helpers ----------------------------------------------------------------------------------
-
-def prepared_on_one(deployment: Deployment, prefix: str, rows: int, column: str) -> tuple[str, tuple[int, int], int, str]:
-    """A fresh table ``t`` of ``rows`` on cluster one and an ALTER adding ``column``, prepared (1):
-    (database, content checksum before, migration id, its run id)."""
-    database = new_database(prefix)
-    create_sample_table(deployment.servers["one"], database, "t", rows)
-    before = content_checksum(deployment.servers["one"], database, "t")
-    mid = file_migration(deployment, "one", database, f"ALTER TABLE t ADD COLUMN {column} INT NULL")
-    prepared(deployment, mid)
-    return database, before, mid, f"mig-{mid}"
-
-
-def copying_on(deployment: Deployment, mid: int, database: str, table: str, worker: str):
-    """The copy runs: shift shows it pinned to ``worker`` with progress, and its pt-osc descends from it."""
-    m = migration(deployment, mid)
-    if m["status"] != 3 or m["run_host"] != worker or not float(m["copy_percentage"] or 0):
-        return None
-    procs = ptosc_processes(database, table)
-    return procs if procs and all(worker_of(p, deployment) == worker for p in procs) else None
-
-
-def start_copy_on_worker_a(deployment: Deployment, mid: int, database: str, table: str) -> None:
-    """Approve and start with only worker A taking tasks; once pt-osc runs there, only B takes new ones."""
-    client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
-    deployment.set_consuming(WORKER_B, False)
-    try:
-        client(deployment, "start", str(mid))
-        wait_for(lambda: copying_on(deployment, mid, database, table, WORKER_A), 90,
-                 f"migration {mid}'s copy to run on {WORKER_A}", interval=0.3)
-    finally:
-        deployment.set_consuming(WORKER_B, True)
-    deployment.set_consuming(WORKER_A, False)
-
-
-def task_hosts(deployment: Deployment, mid: int, task_id: str, step: str | None = None) -> list[tuple[str, str]]:
-    """(state, hostname) of ``task_id`` in each of the migration's runs, oldest first."""
-    return [(ti["state"], ti["hostname"]) for ti in deployment.migration_tis(mid, step) if ti["task_id"] == task_id]
-
-
-def timed(name: str, since: float) -> float:
-    TIMINGS[name] = round(time.monotonic() - since, 1)
-    return TIMINGS[name]
-
-
-# -- the tests --------------------------------------------------------------------------------
 
 def test_deferred_sensor_claims_within_seconds_and_a_migration_lives_its_whole_life(both_workers):
     deployment = both_workers
@@ -126,11 +81,11 @@ def test_deferred_sensor_claims_within_seconds_and_a_migration_lives_its_whole_l
     staged_at = time.monotonic()
     wait_for(lambda: not migration(deployment, mid)["staged"], 60, "the staged migration to be claimed",
              interval=0.1)
-    assert timed("claim_after_staged", staged_at) <= HONOUR_SECONDS
+    assert timed(TIMINGS, "claim_after_staged", staged_at) <= HONOUR_SECONDS
 
     t = time.monotonic()
     m = prepared(deployment, mid)
-    timed("prepare", t)
+    timed(TIMINGS, "prepare", t)
     assert int(m["table_rows_start"]) > 0
 
     client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
@@ -138,7 +93,7 @@ def test_deferred_sensor_claims_within_seconds_and_a_migration_lives_its_whole_l
     t = time.monotonic()
     pinned = wait_for(lambda: migration(deployment, mid)["run_host"], 60, "the copy to pin run_host", interval=0.1)
     wait_status(deployment, mid, {4}, 120)
-    timed("copy_small", t)
+    timed(TIMINGS, "copy_small", t)
     done = wait_for(lambda: (m := migration(deployment, mid))["run_host"] is None and m, 10, "run_host unpinned")
     assert float(done["copy_percentage"]) == 100
     assert pinned in WORKERS
@@ -156,7 +111,7 @@ def test_deferred_sensor_claims_within_seconds_and_a_migration_lives_its_whole_l
     client(deployment, "rename", str(mid))
     t = time.monotonic()
     wait_status(deployment, mid, {8}, 90)
-    timed("rename", t)
+    timed(TIMINGS, "rename", t)
     assert "salary" in columns_of(one, database, "t")
     assert tables_in(one, database) == ["t"] and triggers_on(one, database) == []
     assert content_checksum(one, database, "t", ["id", "name", "amount", "created"]) == before
@@ -193,9 +148,9 @@ def test_pause_defers_the_copy_resume_continues_it_in_the_same_task_and_cancel_c
     paused_at = time.monotonic()
     wait_for(lambda: not ptosc_processes(database, "t"), HONOUR_SECONDS, "pt-osc to stop after the pause",
              interval=0.1)
-    assert timed("pause_ptosc_gone", paused_at) <= HONOUR_SECONDS
+    assert timed(TIMINGS, "pause_ptosc_gone", paused_at) <= HONOUR_SECONDS
     wait_status(deployment, mid, {12}, 60)
-    timed("pause_to_status_12", paused_at)
+    timed(TIMINGS, "pause_to_status_12", paused_at)
     deferred = wait_for(lambda: ti_of(deployment, run_id, "copy", "deferred"), 30, "the paused copy deferred")
     assert deferred["trigger"]["classpath"] == "shift_provider.triggers.migration_wait.MigrationWaitTrigger"
     assert migration(deployment, mid)["run_host"] is None
@@ -222,9 +177,9 @@ def test_pause_defers_the_copy_resume_continues_it_in_the_same_task_and_cancel_c
     canceled_at = time.monotonic()
     wait_for(lambda: not ptosc_processes(database, "t"), HONOUR_SECONDS, "pt-osc to stop after the cancel",
              interval=0.1)
-    assert timed("cancel_ptosc_gone", canceled_at) <= HONOUR_SECONDS
+    assert timed(TIMINGS, "cancel_ptosc_gone", canceled_at) <= HONOUR_SECONDS
     wait_for(lambda: deployment.migration_runs(mid)[0]["state"] == "success", 60, "the run to end")
-    timed("cancel_cleaned_up", canceled_at)
+    timed(TIMINGS, "cancel_cleaned_up", canceled_at)
     states = {ti["task_id"]: ti["state"] for ti in deployment.task_instances("shift_migration", run_id)}
     assert states["copy"] == "skipped" and states["await_rename"] == "skipped", states
     assert migration(deployment, mid)["status"] == 9
@@ -319,153 +274,63 @@ def test_the_migration_view_shows_the_copy_moving_in_a_headless_browser(both_wor
     assert content_checksum(one, database, "t") == before
 
 
-def requests_delete(deployment: Deployment, path: str) -> None:
-    deployment.rest("DELETE", path)
+def task_states(deployment: Deployment, run_id: str) -> dict[str, tuple[str | None, int]]:
+    """task id -> (state, try number) of every task of the run, for the failure messages."""
+    return {ti["task_id"]: (ti["state"], ti["try_number"])
+            for ti in deployment.task_instances("shift_migration", run_id)}
 
 
-def copy_resume_of(deployment: Deployment, run_id: str, task_id: str) -> dict | None:
-    """The copy task's ``copy_resume`` XCom (how its latest copy started), or None before it pushed one."""
-    import requests
-
-    try:
-        entry = deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}/taskInstances/{task_id}/"
-                                       "xcomEntries/copy_resume", params={"deserialize": True})
-    except requests.HTTPError:
-        return None
-    value = entry["value"]
-    return value if isinstance(value, dict) else ast.literal_eval(value)
+def run_state(deployment: Deployment, run_id: str) -> str:
+    return deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}")["state"]
 
 
-def test_one_copy_at_a_time_per_cluster_while_the_other_cluster_copies_in_parallel(both_workers):
+def test_clearing_a_failed_copy_at_error_resumes_it_and_a_cancel_while_awaiting_rename_cleans_up(both_workers):
     deployment = both_workers
-    one, two = deployment.servers["one"], deployment.servers["two"]
-    database = new_database("serial")
-    tables_one = ["s1", "s2", "s3", "s4"]
-    for table in tables_one:
-        create_sample_table(one, database, table, 8000)
-    # Long enough to still be copying when cluster one's first copy gets a slot: small tasks hold
-    # the executor's slots a few seconds each, so that first copy can start ~10 s after this one.
-    create_sample_table(two, database, "p", LONG_COPY_ROWS)
-    ids_one = [file_migration(deployment, "one", database, f"ALTER TABLE {t} ADD COLUMN x INT NULL")
-               for t in tables_one]
-    id_two = file_migration(deployment, "two", database, "ALTER TABLE p ADD COLUMN x INT NULL")
-    for mid in [*ids_one, id_two]:
-        prepared(deployment, mid)
-    for mid in [*ids_one, id_two]:
-        client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
-
-    ports = {one.port: "one", two.port: "two"}
-    samples: list[dict] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            at = time.monotonic()
-            api = {mid: migration(deployment, mid) for mid in [*ids_one, id_two]}
-            procs = {"one": 0, "two": 0}
-            for proc in ptosc_processes(database):
-                dsn = proc.info["cmdline"][-1]
-                port = int(next(part[2:] for part in dsn.split(",") if part.startswith("P=")))
-                procs[ports[port]] += 1
-            samples.append({
-                "t": at,
-                "pinned_one": [mid for mid in ids_one if api[mid]["run_host"]],
-                "copying_one": [mid for mid in ids_one if api[mid]["status"] == 3 and api[mid]["run_host"]
-                                and float(api[mid]["copy_percentage"] or 0) < 100],
-                "pinned_two": bool(api[id_two]["run_host"]),
-                "ptosc_one": procs["one"], "ptosc_two": procs["two"],
-                "hosts": {mid: api[mid]["run_host"] for mid in api if api[mid]["run_host"]},
-            })
-            stop.wait(max(0.0, 0.5 - (time.monotonic() - at)))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    t = time.monotonic()
-    try:
-        for mid in [id_two, *ids_one]:  # started at once
-            client(deployment, "start", str(mid))
-        for mid in [*ids_one, id_two]:
-            wait_status(deployment, mid, {4}, 240)
-    finally:
-        stop.set()
-        sampler.join(timeout=10)
-    timed("four_serial_copies_and_one_parallel", t)
-    assert len(samples) > 20
-    assert max(s["ptosc_one"] for s in samples) == 1, [s["ptosc_one"] for s in samples]
-    assert max(len(s["pinned_one"]) for s in samples) == 1, [s["pinned_one"] for s in samples]
-    assert max(len(s["copying_one"]) for s in samples) <= 1
-    # Every copy on cluster one was seen running, one after the other, and cluster two's alongside.
-    assert {mid for s in samples for mid in s["pinned_one"]} == set(ids_one)
-    assert any(s["ptosc_one"] == 1 and s["ptosc_two"] == 1 for s in samples), "no parallel copy on cluster two seen"
-    assert {host for s in samples for host in s["hosts"].values()} <= set(WORKERS)
-    for table, mid in zip(tables_one, ids_one):
-        assert "x" in columns_of(one, database, f"_{table}_new_{mid}")
-
-
-def _copy_survives_losing_worker_a(deployment: Deployment, how: str) -> None:
-    """Stop worker A (``how``: "sigterm" or "sigkill" of its process group) mid-copy; B finishes the migration."""
-    server = deployment.servers["two"]
-    database = new_database(how)
-    create_sample_table(server, database, "t", LONG_COPY_ROWS)
-    original = columns_of(server, database, "t")
-    mid = file_migration(deployment, "two", database, f"ALTER TABLE t ADD COLUMN {how}_col INT NULL")
+    one = deployment.servers["one"]
+    database = new_database("clear")
+    create_sample_table(one, database, "t", 3000)
+    before = content_checksum(one, database, "t")
+    mid = file_migration(deployment, "one", database, "ALTER TABLE t ADD COLUMN cleared INT NULL")
     prepared(deployment, mid)
-    writer = BackgroundWriter(server, database, "t", interval=0.01).start()
+    run_id = f"mig-{mid}"
+    client(deployment, "approve", str(mid), "--runtype", "long", "--approver", "dba")
+    # A DBA meddles after approval: without a primary key pt-osc cannot copy, so the copy errors (13).
+    one.execute(f"ALTER TABLE `{database}`.t DROP PRIMARY KEY, MODIFY id BIGINT UNSIGNED NOT NULL")
+    client(deployment, "start", str(mid))
+    # The DBA clears the copy once the grid shows the run failed, not the moment the copy task
+    # failed: until the scheduler has settled the run, its pass over the run (which read the copy
+    # as failed) may land after the clear and put the cleared downstream tasks back to
+    # upstream_failed (apache/airflow#18628), leaving no task to wait for the rename.
+    wait_for(lambda: run_state(deployment, run_id) == "failed", 120, "the run to fail with its copy")
+    states = task_states(deployment, run_id)
+    assert states["copy"] == ("failed", 1) and states["await_rename"][0] == "upstream_failed", states
+    assert migration(deployment, mid)["status"] == 13
+
+    one.execute(f"ALTER TABLE `{database}`.t ADD PRIMARY KEY (id)")
+    cleared = deployment.rest("POST", "dags/shift_migration/clearTaskInstances",
+                              {"dry_run": False, "task_ids": ["copy"], "dag_run_id": run_id, "only_failed": False,
+                               "include_downstream": True, "reset_dag_runs": True})
+    assert {ti["task_id"] for ti in cleared["task_instances"]} == {"copy", "await_rename", "rename"}, cleared
+    wait_status(deployment, mid, {4}, 180)  # resumed in shift by the cleared task, claimed, copied
+    copy_ti = wait_for(lambda: ti_of(deployment, run_id, "copy", "success"), 120, "the cleared copy to succeed")
+    assert copy_ti["try_number"] == 2
+    # Deferred is where await_rename stays until a human acts: the run now waits for the rename.
     try:
-        start_copy_on_worker_a(deployment, mid, database, "t")
-        # Worker A has synced a checkpoint to shift's state file: that is what worker B resumes from.
-        wait_for(lambda: deployment.shift_api.state(mid).checkpoint.get("resumable"), 60,
-                 "a checkpoint in shift's state file", interval=0.3)
-        worker_a = deployment.components[WORKER_A]
-        stopped_at = time.monotonic()
-        worker_a.signal_group(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
-        wait_for(lambda: not ptosc_processes(database, "t"), HONOUR_SECONDS, f"pt-osc to die with worker A ({how})",
-                 interval=0.1)
-        timed(f"{how}_ptosc_gone", stopped_at)
+        waiting = wait_for(lambda: ti_of(deployment, run_id, "await_rename", "deferred"), 120,
+                           "await_rename deferred")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {task_states(deployment, run_id)}") from None
+    assert waiting["trigger"]["classpath"] == "shift_provider.triggers.migration_wait.MigrationWaitTrigger"
+    assert len(triggers_on(one, database)) == 3  # the copy's triggers, kept for the rename
 
-        def handed_back():
-            m = migration(deployment, mid)
-            if m["status"] == 13:
-                return m
-            if m["status"] == 3 and (m["staged"] or m["run_host"] == WORKER_B):
-                return m
-            return None
-
-        back = wait_for(handed_back, 120, "the migration to be offered back or errored", interval=0.2)
-        timed(f"{how}_handed_back", stopped_at)
-        wait_for(lambda: not worker_a.group_alive() or worker_a.process.poll() is not None, 60,
-                 "worker A to exit")
-        if back["status"] == 13:
-            client(deployment, "resume", str(mid))
-        wait_for(lambda: migration(deployment, mid)["run_host"] == WORKER_B, 90, "worker B to take the copy over")
-        assert not ptosc_processes(database, "t") or all(
-            worker_of(p, deployment) == WORKER_B for p in ptosc_processes(database, "t"))
-        wait_status(deployment, mid, {4}, 180)
-        timed(f"{how}_recopied_on_b", stopped_at)
-    finally:
-        writer.stop()
-    control = content_checksum(server, database, "t", original)
-    client(deployment, "rename", str(mid))
-    wait_status(deployment, mid, {8}, 90)
-    assert f"{how}_col" in columns_of(server, database, "t")
-    assert content_checksum(server, database, "t", original) == control
-    assert writer.operations > 100 and writer.missing_rows() == set()
-    assert triggers_on(server, database) == [] and tables_in(server, database) == ["t"]
-    copies = task_hosts(deployment, mid, "copy", "copy")
-    assert copies[0][1] == WORKER_A and copies[0][0] in ("failed", "up_for_retry", "success"), copies
-    assert copies[-1] == ("success", WORKER_B), copies
-    # Worker B resumed from worker A's checkpoint instead of copying from the first row.
-    run_id = deployment.migration_runs(mid, "copy")[-1]["dag_run_id"]
-    start = copy_resume_of(deployment, run_id, "copy")
-    assert start and start["resumed"] is True and start["rows_copied_before"] > 0 and start["boundary"], start
-    log = deployment.shift_api.log_file(mid)
-    assert f"resuming the copy after boundary {start['boundary']}" in log
-    assert "that cannot be resumed from" not in log
-
-
-def test_warm_shutdown_of_worker_a_hands_the_copy_to_worker_b(both_workers):
-    _copy_survives_losing_worker_a(both_workers, "sigterm")
-
-
-def test_kill_9_of_worker_a_hands_the_copy_to_worker_b(both_workers):
-    _copy_survives_losing_worker_a(both_workers, "sigkill")
+    client(deployment, "cancel", str(mid))
+    wait_for(lambda: run_state(deployment, run_id) == "success", 120, "the run to end")
+    states = task_states(deployment, run_id)
+    assert states["await_rename"][0] == "success" and states["rename"][0] == "skipped", states
+    assert migration(deployment, mid)["status"] == 9
+    assert triggers_on(one, database) == [] and tables_in(one, database) == ["t"]
+    assert "cleared" not in columns_of(one, database, "t")
+    assert content_checksum(one, database, "t") == before
+    # The scheduler's listener ends the note with how the run ended.
+    wait_for(lambda: "**canceled**" in (deployment.rest("GET", f"dags/shift_migration/dagRuns/{run_id}")["note"]
+                                        or ""), 120, "the final note saying canceled")
