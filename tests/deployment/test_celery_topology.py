@@ -15,34 +15,11 @@ import json
 import time
 
 from tests.support.deployment import Deployment, ptosc_processes, wait_for
-from tests.support.deployment_steps import (
-    HONOUR_SECONDS,
-    LONG_COPY_ROWS,
-    WORKER_A,
-    WORKER_B,
-    WORKERS,
-    client,
-    copy_resume_of,
-    copying_on,
-    file_migration,
-    migration,
-    new_database,
-    prepared,
-    prepared_on_one,
-    requests_delete,
-    start_copy_on_worker_a,
-    task_hosts,
-    ti_of,
-    timed,
-    wait_status,
-)
-from tests.support.tables import (
-    columns_of,
-    content_checksum,
-    create_sample_table,
-    tables_in,
-    triggers_on,
-)
+from tests.support.deployment_steps import (HONOUR_SECONDS, LONG_COPY_ROWS, WORKER_A, WORKER_B, WORKERS, client,
+                                            copy_resume_of, copying_on, file_migration, migration, new_database,
+                                            prepared, prepared_on_one, requests_delete, start_copy_on_worker_a,
+                                            task_hosts, ti_of, timed, wait_status)
+from tests.support.tables import columns_of, content_checksum, create_sample_table, tables_in, triggers_on
 
 TIMINGS: dict[str, float] = {}
 

@@ -13,31 +13,11 @@ import threading
 import time
 
 from tests.support.deployment import Deployment, ptosc_processes, wait_for, worker_of
-from tests.support.deployment_steps import (
-    HONOUR_SECONDS,
-    LONG_COPY_ROWS,
-    WORKER_A,
-    WORKER_B,
-    WORKERS,
-    client,
-    copy_resume_of,
-    file_migration,
-    migration,
-    new_database,
-    prepared,
-    start_copy_on_worker_a,
-    task_hosts,
-    timed,
-    wait_status,
-)
-from tests.support.tables import (
-    BackgroundWriter,
-    columns_of,
-    content_checksum,
-    create_sample_table,
-    tables_in,
-    triggers_on,
-)
+from tests.support.deployment_steps import (HONOUR_SECONDS, LONG_COPY_ROWS, WORKER_A, WORKER_B, WORKERS, client,
+                                            copy_resume_of, file_migration, migration, new_database, prepared,
+                                            start_copy_on_worker_a, task_hosts, timed, wait_status)
+from tests.support.tables import (BackgroundWriter, columns_of, content_checksum, create_sample_table, tables_in,
+                                  triggers_on)
 
 TIMINGS: dict[str, float] = {}
 
