@@ -6,6 +6,27 @@ test_hostile_lives_ptosc.py and test_hostile_lives_short.py (odd-but-legal names
 through a whole life, long and short runs): separate files, so the test workers run
 the phases side by side, each on its own servers.
 
+What runs end to end, and why that is enough:
+
+* ``refused``: every case is staged and claimed as the runner does, then asserted at
+  the layer that refuses it (``tests.support.hostile_validation``: the claim's model
+  validation, or prepare's checks before its first SQL), with its message. Only
+  ``END_TO_END_REFUSED`` also runs through the DAGs: one case per layer (claim,
+  prepare) and, for the claim, per way of staging (API, SQLite store, proxy, the
+  unstage answer), for prepare one per check (the DDL's parse, its target,
+  the final insert's shape, pt-osc's options). What the DAGs add to a refusal
+  (failing it through the API, no run or one failed run, no SQL, nothing in the
+  binlog) does not depend on which field or which check of a layer said no, so each
+  case's own message is proved at its layer and the path once per layer; the
+  validation test also checks each sampled case is refused by the layer named.
+* ``left alone``: all end to end (they cost no run), then the good migration that
+  must still be prepared after the hostile ones.
+* ``prepared``/``db refused``: all end to end (the database decides); odd-but-legal
+  DDL oddities share one migration (``ddl-odd-but-legal``).
+* ``full life``: all end to end, several oddities to a migration (an odd database,
+  table and column name in one), so every oddity still goes through pt-osc's copy
+  and rename (or a short run) to completed with the schema checked.
+
 Every case is staged the way a broken or hostile upstream would serve it: created
 through the reference API when it accepts the payload, written straight into its
 SQLite store when it refuses it at create time, or rewritten on the wire by a
@@ -449,10 +470,14 @@ def running_corpus(primary, work: Path, phase: str, runtype: str | None = None) 
     staged, yield."""
     import time
 
-    stack = contextlib.ExitStack()
+    stack = contextlib.ExitStack()  # the settings, left when the corpus is (below)
     allowed = stack.enter_context(runner_settings(work))
-    api_server = ShiftApiServer({"primary": (primary.host, primary.port)}).start()
-    upstream = BrokenUpstream(api_server.root).start()
+    try:
+        api_server = ShiftApiServer({"primary": (primary.host, primary.port)}).start()
+        upstream = BrokenUpstream(api_server.root).start()
+    except BaseException:
+        stack.close()
+        raise
     root = RootServer(primary)
     cases = cases_of(phase, runtype)
     with stack, pytest.MonkeyPatch.context() as mp:
