@@ -21,8 +21,12 @@ What runs end to end, and why that is enough:
   validation test also checks each sampled case is refused by the layer named.
 * ``left alone``: all end to end (they cost no run), then the good migration that
   must still be prepared after the hostile ones.
-* ``prepared``/``db refused``: all end to end (the database decides); odd-but-legal
-  DDL oddities share one migration (``ddl-odd-but-legal``).
+* ``prepared``: all end to end (the database decides); odd-but-legal DDL oddities
+  share one migration (``ddl-odd-but-legal``).
+* ``db refused``: each claimed as the runner claims it and run through prepare's own
+  steps on the real database (``Corpus.prepare_alone``: the test DAG
+  ``shift_test_prepare``), not the sensor DAG: the refusal is those steps' alone, and
+  the path through the sensor and the failing run is the refused sample's.
 * ``full life``: all end to end, several oddities to a migration (an odd database,
   table and column name in one), so every oddity still goes through pt-osc's copy
   and rename (or a short run) to completed with the schema checked.
@@ -69,10 +73,10 @@ import yaml
 
 from tests.support.e2e import claim_and_run
 from tests.support.hostile import BrokenUpstream, RootServer, RunnerTrace, snapshot, stage_raw
-from tests.support.hostile_validation import CLAIM, PREPARE
+from tests.support.hostile_validation import CLAIM, PREPARE, claim_as_the_runner
 from tests.support.mariadb import TEST_PASSWORD, TEST_USER
 from tests.support.shift_api import ShiftApiServer
-from tests.support.tables import columns_of, content_checksum, create_sample_table, tables_in, triggers_on
+from tests.support.tables import columns_of, content_checksum, create_sample_table, q, tables_in, triggers_on
 
 REFUSED, LEFT_ALONE, DB_REFUSED, PREPARED, FULL_LIFE = "refused", "left alone", "db refused", "prepared", "full life"
 ALTER = "ALTER TABLE t ADD COLUMN x INT"
@@ -269,7 +273,10 @@ SQL_CASES = {
     "ddl-odd-but-legal": raw(PREPARED, ddl_statement="  alter   table\n `{db}`.t\tadd column x varchar(5) "
                                                      "default ';' COMMENT '{{ 7 * 7 }}', ADD COLUMN `x;y` INT, "
                                                      "add column `select` int;"),
-    "trailing-semicolon": api(PREPARED, ddl=ALTER + ";"),  # created through the API as Rails would take it
+    # created through the API as Rails would take it: a trailing ';', a lowercase INSERT IGNORE final insert
+    "trailing-semicolon-insert-ignore-lowercase": api(PREPARED, ddl=ALTER + ";",
+                                                      final_insert="insert ignore into t (name, amount, created) "
+                                                                   "values ('x', 1, now())"),
     "recursion-none-config-path-allowed": api(PREPARED, custom_options={"recursion_method": "none",
                                                                         "config_path": "{allowed}/ok.cnf"}),
     "config-path-dotdot-inside": api(PREPARED, custom_options={"config_path": "{allowed}/../ptosc-configs/ok.cnf"}),
@@ -279,8 +286,6 @@ SQL_CASES = {
                                     ddl="ALTER TABLE `tábla` ADD COLUMN x INT"), "table": "tábla"},
     "ptosc-table-quote": {**api(PREPARED, "cannot alter table \"it's\"", ddl="ALTER TABLE `it's` ADD COLUMN x INT"),
                           "table": "it's"},
-    "insert-ignore-lowercase": api(PREPARED, final_insert="insert ignore into t (name, amount, created) "
-                                                          "values ('x', 1, now())"),
     "id-and-status-as-text-listed": proxy(PREPARED, "", lambda p: changed(id=str(p["id"]), status="preparing")(p)),
     "status-null-listed": proxy(PREPARED, "", changed(status=None)),
     "insert-unknown-column": api(DB_REFUSED, "final_insert fails on the database: (1054, \"Unknown column 'nope'",
@@ -304,23 +309,23 @@ HEX = uuid.uuid4().hex[:6]
 # life with fewer runs: pt-osc's copy and rename must quote every one of them, a short run the ones pt-osc 3.2
 # cannot find.
 HOSTILE_64 = "t; DROP TABLE victim my-table ".ljust(64, "x")  # ';', spaces, a hyphen, 64 characters
+ODD_SHORT = "tábla 表 it's"  # accented, CJK, a quote, a space: pt-osc 3.2 finds none of them
 FULL_LIFE_CASES = {
     # a hyphenated unicode database, a reserved-word table, a reserved-word column
     "database-unicode-table-order-column-select": dict(database=f"dátabase-表-{HEX}", table="order",
                                                        new_column="select"),
-    # a 64-character table name holding a ';', spaces and a hyphen
-    "table-64-chars-hostile-spaced-hyphenated": dict(table=HOSTILE_64),
-    # a hyphenated ascii database, another reserved-word table
-    "database-with-hyphen-table-select": dict(database=f"my-db-{HEX}", table="select"),
-    # pt-osc 3.2 cannot find these tables (see ptosc-* refusals); a short run alters them directly:
-    # accented, CJK, a quote and a space in one table name, a unicode column
-    "table-accented-cjk-quote-space-column-unicode-short-run": dict(table="tábla 表 it's", runtype="short",
-                                                                    new_column="ñame"),
+    # a hyphenated ascii database, a 64-character table name holding a ';', spaces and a hyphen
+    "database-hyphen-table-64-chars-hostile-spaced": dict(database=f"my-db-{HEX}", table=HOSTILE_64),
+    # pt-osc 3.2 cannot find this table (see ptosc-* refusals); a short run alters it directly, adds a unicode
+    # column, and runs a final insert whose Jinja-looking text must land as written
+    "table-accented-cjk-quote-space-column-unicode-jinja-insert-short-run": dict(
+        table=ODD_SHORT, runtype="short", new_column="ñame",
+        final_insert=f"INSERT INTO `{ODD_SHORT}` (name, amount, created) VALUES ('{{{{ ds }}}} {{% raw %}}', 1, "
+                     "'2021-01-01')"),
     "insert-into-other-database": dict(runtype="short", final_insert="INSERT INTO `{other}`.victim (name, amount, "
                                                                        "created) VALUES ('from-t', 1, NOW())"),
-    "insert-jinja-is-literal": dict(runtype="short",
-                                    final_insert=INSERT.replace("'final'", "'{{ ds }} {% raw %}'")),
 }
+JINJA_LITERAL = "{{ ds }} {% raw %}"
 
 
 def _cases() -> list[Case]:
@@ -413,6 +418,17 @@ class Corpus:
             previous = staged
             self.runs += [(run_id, dict(run.conf), str(run.state)) for run_id, run in claim_and_run()]
         raise AssertionError(f"still staged after {max_passes} passes")
+
+    def prepare_alone(self, case: Case) -> None:
+        """Claim the case's migration as the runner does and run only prepare's steps on it (the test DAG
+        ``shift_test_prepare``: shift_migration's prepare operators, without the sensor DAG or the rest of
+        the run); the run is kept with the others."""
+        from shift_provider.hooks.shift_api import ShiftApiHook
+        from tests.support.airflow import run_dag
+
+        conf = claim_as_the_runner(ShiftApiHook("shift_api"), self.mid[case.id])
+        run = run_dag("shift_test_prepare", conf)
+        self.runs.append((run.run_id, dict(run.conf), str(run.state)))
 
     def human(self, step: str, mid: int, **params) -> None:
         response = self.api.human(step, mid, **params)
@@ -507,9 +523,16 @@ def running_corpus(primary, work: Path, phase: str, runtype: str | None = None) 
                 c.stage(good)
                 c.drain()
             elif phase == "sql":
-                # Cases that run SQL (dry runs, rolled-back inserts) but must change nothing.
+                # Cases that run SQL (dry runs, rolled-back inserts) but must change nothing. Those the database
+                # refuses fail in prepare's own steps: they run there alone (``prepare_alone``), the others
+                # through the sensor DAG and shift_migration runs.
                 for case in cases:
-                    c.stage(case)
+                    if case.expect == DB_REFUSED:
+                        c.stage(case)
+                        c.prepare_alone(case)
+                for case in cases:
+                    if case.expect != DB_REFUSED:
+                        c.stage(case)
                 c.drain()
             else:
                 # Whole lives, through every step a human and the runner take.
@@ -625,7 +648,7 @@ def check_full_life(corpus: Corpus, case: Case) -> None:
     assert content_checksum(corpus.root, name, table)[0] == rows
     if case.id == "insert-into-other-database":
         assert corpus.root.query(f"SELECT COUNT(*) FROM `{corpus.db['other']}`.victim WHERE name = 'from-t'")[0][0] == 1
-    if case.id == "insert-jinja-is-literal":
-        names = [r[0] for r in corpus.root.query(f"SELECT name FROM `{name}`.t WHERE amount = 1 AND "
+    if JINJA_LITERAL in case.fields.get("final_insert", ""):  # landed as written, not rendered by Jinja
+        names = [r[0] for r in corpus.root.query(f"SELECT name FROM {q(name)}.{q(table)} WHERE amount = 1 AND "
                                                  "created = '2021-01-01'")]
-        assert names == ["{{ ds }} {% raw %}"], names
+        assert names == [JINJA_LITERAL], names

@@ -70,6 +70,16 @@ def refusal(conf: dict[str, Any], settings: Settings) -> tuple[str, str] | None:
     return None
 
 
+def claim_as_the_runner(hook, mid: int) -> dict[str, Any]:
+    """List ``staged`` and unstage migration ``mid`` with the runner's ``ShiftApiHook``: the conf the claim
+    hands its run (``claimed_payload``). The migration must be the newest staged (the API lists two)."""
+    listed = [entry for entry in hook.staged() if isinstance(entry, dict) and entry.get("id") == mid]
+    assert len(listed) == 1, (mid, "not listed in staged")
+    claim = hook.unstage(mid)
+    assert not claim.stolen, mid
+    return claimed_payload(listed[0], claim.payload)
+
+
 @contextlib.contextmanager
 def staged_payloads(corpus_class, cases, work: Path) -> Iterator[dict[str, dict[str, Any]]]:
     """Stage ``cases`` (as ``corpus_class`` stages them: API, SQLite store, proxy) and claim each as the runner
@@ -87,12 +97,7 @@ def staged_payloads(corpus_class, cases, work: Path) -> Iterator[dict[str, dict[
             for case in cases:  # one at a time: the API lists at most two staged migrations
                 corpus.db[case.id] = case.database or f"h_{uuid.uuid4().hex[:10]}"
                 corpus.stage(case)
-                mid = corpus.mid[case.id]
-                listed = [entry for entry in hook.staged() if isinstance(entry, dict) and entry.get("id") == mid]
-                assert len(listed) == 1, (case.id, "not listed in staged")
-                claim = hook.unstage(mid)
-                assert not claim.stolen, case.id
-                payloads[case.id] = claimed_payload(listed[0], claim.payload)
+                payloads[case.id] = claim_as_the_runner(hook, corpus.mid[case.id])
             yield payloads
     finally:
         upstream.stop()
