@@ -6,6 +6,31 @@ test_hostile_lives_ptosc.py and test_hostile_lives_short.py (odd-but-legal names
 through a whole life, long and short runs): separate files, so the test workers run
 the phases side by side, each on its own servers.
 
+What runs end to end, and why that is enough:
+
+* ``refused``: every case is staged and claimed as the runner does, then asserted at
+  the layer that refuses it (``tests.support.hostile_validation``: the claim's model
+  validation, or prepare's checks before its first SQL), with its message. Only
+  ``END_TO_END_REFUSED`` also runs through the DAGs: one case per layer (claim,
+  prepare) and, for the claim, per way of staging (API, SQLite store, proxy, the
+  unstage answer), for prepare one per check (the DDL's parse, its target,
+  the final insert's shape, pt-osc's options). What the DAGs add to a refusal
+  (failing it through the API, no run or one failed run, no SQL, nothing in the
+  binlog) does not depend on which field or which check of a layer said no, so each
+  case's own message is proved at its layer and the path once per layer; the
+  validation test also checks each sampled case is refused by the layer named.
+* ``left alone``: all end to end (they cost no run), then the good migration that
+  must still be prepared after the hostile ones.
+* ``prepared``: all end to end (the database decides); odd-but-legal DDL oddities
+  share one migration (``ddl-odd-but-legal``).
+* ``db refused``: each claimed as the runner claims it and run through prepare's own
+  steps on the real database (``Corpus.prepare_alone``: the test DAG
+  ``shift_test_prepare``), not the sensor DAG: the refusal is those steps' alone, and
+  the path through the sensor and the failing run is the refused sample's.
+* ``full life``: all end to end, several oddities to a migration (an odd database,
+  table and column name in one), so every oddity still goes through pt-osc's copy
+  and rename (or a short run) to completed with the schema checked.
+
 Every case is staged the way a broken or hostile upstream would serve it: created
 through the reference API when it accepts the payload, written straight into its
 SQLite store when it refuses it at create time, or rewritten on the wire by a
@@ -48,9 +73,10 @@ import yaml
 
 from tests.support.e2e import claim_and_run
 from tests.support.hostile import BrokenUpstream, RootServer, RunnerTrace, snapshot, stage_raw
+from tests.support.hostile_validation import CLAIM, PREPARE, claim_as_the_runner
 from tests.support.mariadb import TEST_PASSWORD, TEST_USER
 from tests.support.shift_api import ShiftApiServer
-from tests.support.tables import columns_of, content_checksum, create_sample_table, tables_in, triggers_on
+from tests.support.tables import columns_of, content_checksum, create_sample_table, q, tables_in, triggers_on
 
 REFUSED, LEFT_ALONE, DB_REFUSED, PREPARED, FULL_LIFE = "refused", "left alone", "db refused", "prepared", "full life"
 ALTER = "ALTER TABLE t ADD COLUMN x INT"
@@ -212,6 +238,22 @@ REFUSED_CASES = {
                                       changed(custom_options={"max_threads_running": "200 --execute"})),
 }
 
+# The refused cases that also run end to end (API, sensor DAG, shift_migration runs), each named with the layer
+# that refuses it (see tests/support/hostile_validation.py); every refused case is asserted at that layer directly.
+# One per layer and way of staging: what the DAGs add to a refusal (failing it through the API, no run or a
+# failed run, no SQL, nothing in the binlog) does not depend on which field or check refused it.
+END_TO_END_REFUSED = {
+    "database-backtick-injection": CLAIM,  # the model, a field served from the API's store (sqlite)
+    "host-dsn-injection": CLAIM,  # the model, a host no registered cluster has (the DSN a pt-osc would take)
+    "threads-flag-injection": CLAIM,  # the model's custom_options, created through the API
+    "database-a-number": CLAIM,  # the model, a JSON type the store cannot hold (proxy)
+    "lock-version-text": CLAIM,  # the model, a lifecycle field served in the unstage answer
+    "ddl-refused-and-show-lacks-host": PREPARE,  # checked_ddl's parse; the failure reaches shift without a host
+    "ddl-other-database": PREPARE,  # checked_ddl's target check
+    "insert-second-statement": PREPARE,  # final_insert.check_shape
+    "config-path-symlink-out": PREPARE,  # ptosc.check_runnable (config_path resolved out of the allowed dirs)
+}
+
 # Staged entries no real migration stands behind: no usable id, so nothing to claim or fail.
 LEFT_ALONE_ENTRIES = {
     "id-text": {"id": "forty", "status": 0, "database": "x", "table": "t", "ddl_statement": ALTER},
@@ -225,15 +267,18 @@ LEFT_ALONE_ENTRIES = {
 
 # -- the database runs something; nothing may change -------------------------------------
 SQL_CASES = {
-    "semicolon-in-string-literal": raw(PREPARED, ddl_statement="ALTER TABLE t ADD COLUMN x VARCHAR(5) DEFAULT ';'"),
-    "semicolon-in-quoted-column": raw(PREPARED, ddl_statement="ALTER TABLE t ADD COLUMN `x;y` INT"),
-    "reserved-word-column": api(PREPARED, ddl="ALTER TABLE t ADD COLUMN `select` INT"),
-    "trailing-semicolon": api(PREPARED, ddl=ALTER + ";"),
-    "odd-whitespace-lowercase": api(PREPARED, ddl="  alter   table\n t\tadd column x int  "),
-    "qualified-same-database": api(PREPARED, ddl="ALTER TABLE `{db}`.t ADD COLUMN x INT"),
-    "jinja-in-ddl": api(PREPARED, ddl="ALTER TABLE t ADD COLUMN x INT COMMENT '{{ 7 * 7 }}'"),
-    "recursion-none": api(PREPARED, custom_options={"recursion_method": "none"}),
-    "config-path-allowed": api(PREPARED, custom_options={"config_path": "{allowed}/ok.cnf"}),
+    # Odd but legal DDL, several oddities to a migration (each still through checked_ddl and the pt-osc dry run):
+    # lowercase and odd whitespace, the database named, ';' in a string and in a quoted column, a reserved-word
+    # column, a Jinja-looking comment, a trailing ';' (stored directly: the API refuses a ';' inside the DDL)
+    "ddl-odd-but-legal": raw(PREPARED, ddl_statement="  alter   table\n `{db}`.t\tadd column x varchar(5) "
+                                                     "default ';' COMMENT '{{ 7 * 7 }}', ADD COLUMN `x;y` INT, "
+                                                     "add column `select` int;"),
+    # created through the API as Rails would take it: a trailing ';', a lowercase INSERT IGNORE final insert
+    "trailing-semicolon-insert-ignore-lowercase": api(PREPARED, ddl=ALTER + ";",
+                                                      final_insert="insert ignore into t (name, amount, created) "
+                                                                   "values ('x', 1, now())"),
+    "recursion-none-config-path-allowed": api(PREPARED, custom_options={"recursion_method": "none",
+                                                                        "config_path": "{allowed}/ok.cnf"}),
     "config-path-dotdot-inside": api(PREPARED, custom_options={"config_path": "{allowed}/../ptosc-configs/ok.cnf"}),
     # names pt-osc 3.2 never finds: prepared without its dry run, the shift log says to run it short
     "ptosc-table-non-ascii": {**api(PREPARED, "does not find tables whose names hold non-ASCII characters or a "
@@ -241,11 +286,8 @@ SQL_CASES = {
                                     ddl="ALTER TABLE `tábla` ADD COLUMN x INT"), "table": "tábla"},
     "ptosc-table-quote": {**api(PREPARED, "cannot alter table \"it's\"", ddl="ALTER TABLE `it's` ADD COLUMN x INT"),
                           "table": "it's"},
-    "insert-ignore-lowercase": api(PREPARED, final_insert="insert ignore into t (name, amount, created) "
-                                                          "values ('x', 1, now())"),
-    "id-as-text-listed": proxy(PREPARED, "", lambda p: changed(id=str(p["id"]))(p)),
+    "id-and-status-as-text-listed": proxy(PREPARED, "", lambda p: changed(id=str(p["id"]), status="preparing")(p)),
     "status-null-listed": proxy(PREPARED, "", changed(status=None)),
-    "status-text-listed": proxy(PREPARED, "", changed(status="preparing")),
     "insert-unknown-column": api(DB_REFUSED, "final_insert fails on the database: (1054, \"Unknown column 'nope'",
                                  final_insert="INSERT INTO t (nope) VALUES (1)"),
     "insert-syntax-error": api(DB_REFUSED, "final_insert fails on the database: (1064",
@@ -263,25 +305,27 @@ SQL_CASES = {
 
 # -- whole lives: identifiers that must work, and final inserts that must land --------------
 HEX = uuid.uuid4().hex[:6]
+# Several oddities share one migration (a database, a table, a column name), so each still goes through a whole
+# life with fewer runs: pt-osc's copy and rename must quote every one of them, a short run the ones pt-osc 3.2
+# cannot find.
+HOSTILE_64 = "t; DROP TABLE victim my-table ".ljust(64, "x")  # ';', spaces, a hyphen, 64 characters
+ODD_SHORT = "tábla 表 it's"  # accented, CJK, a quote, a space: pt-osc 3.2 finds none of them
 FULL_LIFE_CASES = {
-    "table-order": dict(table="order"),
-    "table-select": dict(table="select"),
-    "table-my-table": dict(table="my-table"),
-    # pt-osc 3.2 cannot find these tables (see ptosc-* refusals); a short run alters them directly.
-    "table-tabla-accented-short-run": dict(table="tábla", runtype="short"),
-    "table-cjk-short-run": dict(table="表", runtype="short"),
-    "table-with-quote-and-space-short-run": dict(table="it's a table", runtype="short"),
-    "table-with-space": dict(table="my table"),
-    "table-hostile-but-legal": dict(table="t; DROP TABLE victim"),
-    "table-64-chars": dict(table="t" * 64),
-    "database-with-hyphen": dict(database=f"my-db-{HEX}"),
-    "database-unicode": dict(database=f"dátabase-表-{HEX}"),
-    "column-unicode-short-run": dict(runtype="short", new_column="ñame"),
+    # a hyphenated unicode database, a reserved-word table, a reserved-word column
+    "database-unicode-table-order-column-select": dict(database=f"dátabase-表-{HEX}", table="order",
+                                                       new_column="select"),
+    # a hyphenated ascii database, a 64-character table name holding a ';', spaces and a hyphen
+    "database-hyphen-table-64-chars-hostile-spaced": dict(database=f"my-db-{HEX}", table=HOSTILE_64),
+    # pt-osc 3.2 cannot find this table (see ptosc-* refusals); a short run alters it directly, adds a unicode
+    # column, and runs a final insert whose Jinja-looking text must land as written
+    "table-accented-cjk-quote-space-column-unicode-jinja-insert-short-run": dict(
+        table=ODD_SHORT, runtype="short", new_column="ñame",
+        final_insert=f"INSERT INTO `{ODD_SHORT}` (name, amount, created) VALUES ('{{{{ ds }}}} {{% raw %}}', 1, "
+                     "'2021-01-01')"),
     "insert-into-other-database": dict(runtype="short", final_insert="INSERT INTO `{other}`.victim (name, amount, "
                                                                        "created) VALUES ('from-t', 1, NOW())"),
-    "insert-jinja-is-literal": dict(runtype="short",
-                                    final_insert=INSERT.replace("'final'", "'{{ ds }} {% raw %}'")),
 }
+JINJA_LITERAL = "{{ ds }} {% raw %}"
 
 
 def _cases() -> list[Case]:
@@ -375,6 +419,17 @@ class Corpus:
             self.runs += [(run_id, dict(run.conf), str(run.state)) for run_id, run in claim_and_run()]
         raise AssertionError(f"still staged after {max_passes} passes")
 
+    def prepare_alone(self, case: Case) -> None:
+        """Claim the case's migration as the runner does and run only prepare's steps on it (the test DAG
+        ``shift_test_prepare``: shift_migration's prepare operators, without the sensor DAG or the rest of
+        the run); the run is kept with the others."""
+        from shift_provider.hooks.shift_api import ShiftApiHook
+        from tests.support.airflow import run_dag
+
+        conf = claim_as_the_runner(ShiftApiHook("shift_api"), self.mid[case.id])
+        run = run_dag("shift_test_prepare", conf)
+        self.runs.append((run.run_id, dict(run.conf), str(run.state)))
+
     def human(self, step: str, mid: int, **params) -> None:
         response = self.api.human(step, mid, **params)
         assert response.status_code == 200, response.text
@@ -387,17 +442,22 @@ PHASE_CASES = {"refused": (REFUSED, LEFT_ALONE), "sql": (PREPARED, DB_REFUSED), 
 
 
 def cases_of(phase: str, runtype: str | None = None) -> list[Case]:
-    """The cases one phase runs; for full lives, those approved with ``runtype`` (long: pt-osc; short)."""
+    """The cases one phase runs end to end; for full lives, those approved with ``runtype`` (long: pt-osc;
+    short). Of the refused cases only the sample in ``END_TO_END_REFUSED``."""
     return [case for case in CASES if case.expect in PHASE_CASES[phase]
-            and (runtype is None or case.runtype == runtype)]
+            and (runtype is None or case.runtype == runtype)
+            and (case.expect != REFUSED or case.id in END_TO_END_REFUSED)]
+
+
+def refused_cases() -> list[Case]:
+    """Every refused case: each is asserted at the validation layer (``hostile_validation``)."""
+    return [case for case in CASES if case.expect == REFUSED]
 
 
 @contextlib.contextmanager
-def running_corpus(primary, work: Path, phase: str, runtype: str | None = None) -> Iterator[Corpus]:
-    """Stage one phase's cases (``cases_of``) on fresh databases, run the runner over them until nothing is
-    staged, yield."""
-    import time
-
+def runner_settings(work: Path) -> Iterator[Path]:
+    """The runner's settings file for the corpus (SHIFT_CONFIG set while inside); yields the directory
+    config_path may name (``{allowed}``: ok.cnf, and escape.cnf, a symlink out of it)."""
     from shift_provider.settings import get_settings
 
     allowed = work / "ptosc-configs"
@@ -414,14 +474,30 @@ def running_corpus(primary, work: Path, phase: str, runtype: str | None = None) 
         "prefer_instant_ddl": False,  # pt-osc itself must carry the odd names through copy and rename
     }
     (work / "settings.yaml").write_text(yaml.safe_dump(settings))
-    api_server = ShiftApiServer({"primary": (primary.host, primary.port)}).start()
-    upstream = BrokenUpstream(api_server.root).start()
-    root = RootServer(primary)
-    cases = cases_of(phase, runtype)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHIFT_CONFIG", str(work / "settings.yaml"))
-        mp.setenv("AIRFLOW_CONN_SHIFT_API", upstream.url)
         get_settings()
+        yield allowed
+
+
+@contextlib.contextmanager
+def running_corpus(primary, work: Path, phase: str, runtype: str | None = None) -> Iterator[Corpus]:
+    """Stage one phase's cases (``cases_of``) on fresh databases, run the runner over them until nothing is
+    staged, yield."""
+    import time
+
+    stack = contextlib.ExitStack()  # the settings, left when the corpus is (below)
+    allowed = stack.enter_context(runner_settings(work))
+    try:
+        api_server = ShiftApiServer({"primary": (primary.host, primary.port)}).start()
+        upstream = BrokenUpstream(api_server.root).start()
+    except BaseException:
+        stack.close()
+        raise
+    root = RootServer(primary)
+    cases = cases_of(phase, runtype)
+    with stack, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW_CONN_SHIFT_API", upstream.url)
         c = Corpus(root, primary, api_server, upstream, allowed)
         c.db["other"] = f"other_{uuid.uuid4().hex[:8]}"
         create_sample_table(root, c.db["other"], "victim", 5)
@@ -447,9 +523,16 @@ def running_corpus(primary, work: Path, phase: str, runtype: str | None = None) 
                 c.stage(good)
                 c.drain()
             elif phase == "sql":
-                # Cases that run SQL (dry runs, rolled-back inserts) but must change nothing.
+                # Cases that run SQL (dry runs, rolled-back inserts) but must change nothing. Those the database
+                # refuses fail in prepare's own steps: they run there alone (``prepare_alone``), the others
+                # through the sensor DAG and shift_migration runs.
                 for case in cases:
-                    c.stage(case)
+                    if case.expect == DB_REFUSED:
+                        c.stage(case)
+                        c.prepare_alone(case)
+                for case in cases:
+                    if case.expect != DB_REFUSED:
+                        c.stage(case)
                 c.drain()
             else:
                 # Whole lives, through every step a human and the runner take.
@@ -512,7 +595,8 @@ def check_refused(corpus: Corpus, case: Case) -> None:
     assert corpus.trace.binlog_events_about(corpus.binlog_start, name) == []
     assert snapshot(corpus.root, name) == corpus.before[case.id]
     # Refused at claim time: no run at all; refused by a step: its run failed.
-    assert all(state == "failed" for _, _, state in corpus.runs_for(mid))
+    states = [r[2] for r in corpus.runs_for(mid)]
+    assert states == ([] if END_TO_END_REFUSED[case.id] == CLAIM else ["failed"]), states
 
 
 def check_left_alone(corpus: Corpus, case: Case) -> None:
@@ -564,7 +648,7 @@ def check_full_life(corpus: Corpus, case: Case) -> None:
     assert content_checksum(corpus.root, name, table)[0] == rows
     if case.id == "insert-into-other-database":
         assert corpus.root.query(f"SELECT COUNT(*) FROM `{corpus.db['other']}`.victim WHERE name = 'from-t'")[0][0] == 1
-    if case.id == "insert-jinja-is-literal":
-        names = [r[0] for r in corpus.root.query(f"SELECT name FROM `{name}`.t WHERE amount = 1 AND "
+    if JINJA_LITERAL in case.fields.get("final_insert", ""):  # landed as written, not rendered by Jinja
+        names = [r[0] for r in corpus.root.query(f"SELECT name FROM {q(name)}.{q(table)} WHERE amount = 1 AND "
                                                  "created = '2021-01-01'")]
-        assert names == ["{{ ds }} {% raw %}"], names
+        assert names == [JINJA_LITERAL], names
