@@ -3,11 +3,13 @@
 
 VENV := .venv
 PY := $(VENV)/bin/python
-# Three pytest-xdist workers on CI's two cores, whole files each (module fixtures and file-level state
+# Four pytest-xdist workers on CI's two cores, whole files each (module fixtures and file-level state
 # stay in one process; every worker starts its own MariaDB, API servers and Airflow home). Much of a
-# test is waiting (pt-osc's throttled chunks, polls, lock bounds), so a third worker fills the cores;
-# every timing bound in the tests is a generous liveness bound, marked as such. PYTEST_ARGS= runs serially.
-PYTEST_ARGS ?= -n 3 --dist loadfile
+# test is waiting (pt-osc's throttled chunks, polls, lock bounds), so four workers keep both cores
+# busy; every timing bound in the tests is a generous liveness bound, marked as such. Files start
+# longest first (tests/conftest.py LONGEST_FIRST, kept in that order by --no-loadscope-reorder).
+# PYTEST_ARGS= runs serially.
+PYTEST_ARGS ?= -n 4 --dist loadfile --no-loadscope-reorder
 ROWS ?= 1000000
 
 .PHONY: bootstrap test demo demo-stop bench clean

@@ -79,6 +79,32 @@ def airflow_home():
     yield _AIRFLOW_HOME
 
 
+# The files that take minutes, longest first (seconds on 4 workers, `--durations=0`, summed per file).
+# `make test` runs whole files per worker (`--dist loadfile`) in collection order
+# (`--no-loadscope-reorder`; xdist's default order, most tests first, started these last and left
+# one worker running them alone at the end). Only the wall time depends on this order.
+LONGEST_FIRST = (
+    "tests/deployment/test_copies_and_workers.py",  # 449
+    "tests/deployment/test_celery_topology.py",  # 374
+    "tests/faults/test_faults.py",  # 221
+    "tests/e2e/test_table_isolation.py",  # 183
+    "tests/faults/test_kill_points.py",  # 162
+    "tests/e2e/test_concurrent_paths.py",  # 160
+    "tests/e2e/test_rails_conformance.py",  # 120
+    "tests/e2e/test_claim_races.py",  # 108
+    "tests/e2e/test_instant_ddl.py",  # 106
+    "tests/operators/test_instant_ddl.py",  # 102
+    "tests/e2e/test_out_of_scope.py",  # 89
+    "tests/faults/test_bench_smoke.py",  # 81
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The long files first (``LONGEST_FIRST``), the rest as collected; tests keep their order within a file."""
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 

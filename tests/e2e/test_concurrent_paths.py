@@ -155,7 +155,9 @@ def test_two_clusters_copy_at_the_same_time(airflow_home, shift_settings, primar
         for server, cluster in ((primary, "one"), (second, "two")):
             server.execute("CREATE DATABASE IF NOT EXISTS twoclusters")
             server.execute("DROP TABLE IF EXISTS twoclusters.t")
-            create_sample_table(server, "twoclusters", "t", 6000)
+            # ~300 throttled chunks each: long enough to overlap however late a loaded machine starts the
+            # second run's copy (6000 rows finished before the other began once, under 4 test workers).
+            create_sample_table(server, "twoclusters", "t", 30000)
             ids.append(api.create(ddl="ALTER TABLE t ADD COLUMN both_col INT, ADD INDEX idx_both (both_col)", database="twoclusters",
                                   cluster=cluster)["id"])
         runs = claim_and_run()
@@ -166,9 +168,9 @@ def test_two_clusters_copy_at_the_same_time(airflow_home, shift_settings, primar
         claimed = claim_only()
         assert len(claimed) == 2
         procs = [spawn_migration_run(conf, tmp_path / f"worker-{i}") for i, (_, conf) in enumerate(claimed)]
-        wait_for(lambda: all(copying(api, mid) for mid in ids), 90, "both copies running at once")
+        wait_for(lambda: all(copying(api, mid) for mid in ids), 120, "both copies running at once")
         for proc in procs:
-            assert proc.wait(timeout=120) == 0, proc.log_path.read_text()[-3000:]
+            assert proc.wait(timeout=240) == 0, proc.log_path.read_text()[-3000:]
         assert all(api.migration(mid)["status"] == 4 for mid in ids)
     finally:
         api.stop()
