@@ -7,6 +7,7 @@ template is made once per process and copied, which keeps startup near 1 s.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import MySQLdb
 TEST_USER = "shift_test"
 TEST_PASSWORD = "Sh1ft-t3st-P4ss-word"
 _TEMPLATE: Path | None = None
+REDO_LOG = "48M"  # the servers' redo log; the template is made with it, so no start resizes it
 
 
 def free_port() -> int:
@@ -43,7 +45,8 @@ def _binary(*names: str) -> str:
 
 
 def _template_datadir() -> Path:
-    """An initialised datadir, made once, copied for every server."""
+    """An initialised datadir, made once per process, copied for every server, removed when the process ends
+    (by the process that made it: a forked child inherits the path, not the template)."""
     global _TEMPLATE
     if _TEMPLATE is not None and _TEMPLATE.exists():
         return _TEMPLATE
@@ -51,9 +54,12 @@ def _template_datadir() -> Path:
     datadir = base / "data"
     subprocess.run(
         [_binary("mariadb-install-db", "mysql_install_db"), f"--datadir={datadir}", "--user=" + _user(),
-         "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"],
+         "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
+         f"--innodb-log-file-size={REDO_LOG}"],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
+    maker = os.getpid()
+    atexit.register(lambda: os.getpid() == maker and shutil.rmtree(base, ignore_errors=True))
     _TEMPLATE = datadir
     return datadir
 
@@ -120,7 +126,7 @@ class MariaDBServer(SqlClient):
             f"--pid-file={self.basedir / 'mysqld.pid'}", f"--log-error={self.basedir / 'error.log'}",
             f"--server-id={self.server_id}", f"--log-bin={self.basedir / 'binlog'}", "--binlog-format=ROW",
             "--log-slave-updates", "--skip-name-resolve", "--innodb-buffer-pool-size=64M",
-            "--innodb-log-file-size=48M", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
+            f"--innodb-log-file-size={REDO_LOG}", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
             "--max-connections=300", f"--tmpdir={self.basedir}", "--user=" + _user(), *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
